@@ -1,0 +1,191 @@
+"""Chain-side state transitions: set_weights, add_stake, reset_bonds, payout, one block.
+
+All functions are pure over a `Subnet` ledger. The jittable forms work on dense rows (one row per
+uid); `set_weights` is the per-call API at the boundary, which validates its arguments and returns
+the chain's reason when a call is rejected (the state unchanged), as `internal_set_weights` does
+(SPEC.md section 4.2, step 4).
+"""
+# pylint: disable=invalid-name
+from __future__ import annotations
+
+import enum
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bittensor_jax import emission as emission_lib
+from bittensor_jax import kernels as K
+from bittensor_jax import yuma
+from bittensor_jax.ledger import Subnet
+
+
+class Rejection(enum.IntEnum):
+  """Why the chain rejects a set_weights call (0 = accepted)."""
+  OK = 0
+  NOT_REGISTERED = 1
+  STAKE_BELOW_THRESHOLD = 2
+  RATE_LIMITED = 3
+  NO_VALIDATOR_PERMIT = 4
+  UID_NOT_REGISTERED = 5
+  TOO_FEW_WEIGHTS = 6
+  MAX_WEIGHT_EXCEEDED = 7
+  DUPLICATE_UIDS = 8
+
+
+REASONS = {
+    Rejection.NOT_REGISTERED: "the calling uid is not registered",
+    Rejection.STAKE_BELOW_THRESHOLD: "stake is below stake_threshold",
+    Rejection.RATE_LIMITED: "weights_set_rate_limit blocks have not passed since the last update",
+    Rejection.NO_VALIDATOR_PERMIT: "no validator permit (only a single self-weight or the owner "
+                                   "may set weights without one)",
+    Rejection.UID_NOT_REGISTERED: "a target uid is not registered",
+    Rejection.TOO_FEW_WEIGHTS: "fewer weights than min(n, min_allowed_weights)",
+    Rejection.MAX_WEIGHT_EXCEEDED: "a normalized weight exceeds max_weights_limit",
+    Rejection.DUPLICATE_UIDS: "duplicate uids",
+}
+
+
+@jax.jit
+def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
+                     present_NxN: jax.Array) -> tuple[Subnet, jax.Array]:
+  """Every uid with `setter_N` submits the row `values_NxN[i]` (u16, presence `present_NxN[i]`).
+
+  Accepted rows are stored max-upscaled (`vec_u16_max_upscale_to_u16`) with their presence
+  (explicit zeros stay present), and `last_update` becomes the current block (commit-reveal off).
+
+  Returns:
+    (subnet, code_N): the new ledger and a `Rejection` code per uid (0 where accepted or not set).
+  """
+  h = subnet.hyper
+  N = subnet.in_use_N.shape[-1]
+  uid_N = jnp.arange(N)
+  b = subnet.block
+  n = subnet.in_use_N.sum()
+  present = present_NxN & setter_N[:, None]
+  count_N = present.sum(1)
+  self_only_N = (count_N == 1) & present[uid_N, uid_N]
+  owner_N = uid_N == h.subnet_owner_uid
+  min_len = jnp.minimum(n, h.min_allowed_weights)
+  checks = [  # in the chain's order; the first failing one is reported
+      (Rejection.NOT_REGISTERED, ~subnet.in_use_N),
+      (Rejection.STAKE_BELOW_THRESHOLD, jnp.floor(subnet.stake_N) < h.stake_threshold),
+      (Rejection.RATE_LIMITED,
+       (h.weights_set_rate_limit > 0) & (b - subnet.last_update_N < h.weights_set_rate_limit)),
+      (Rejection.NO_VALIDATOR_PERMIT, ~(subnet.permit_N | self_only_N | owner_N)),
+      (Rejection.UID_NOT_REGISTERED, (present & ~subnet.in_use_N[None, :]).any(1)),
+      (Rejection.TOO_FEW_WEIGHTS, ~self_only_N & (count_N < min_len)),
+      (Rejection.MAX_WEIGHT_EXCEEDED,
+       ~K.check_max_limited(values_NxN, h.max_weights_limit, present)),
+  ]
+  code_N = jnp.zeros((N,), jnp.int32)
+  for code, bad_N in reversed(checks):
+    code_N = jnp.where(bad_N, int(code), code_N)
+  code_N = jnp.where(setter_N, code_N, 0)
+  ok_N = setter_N & (code_N == 0)
+  stored = K.max_upscale_u16(jnp.where(present, values_NxN, 0).astype(jnp.float64))
+  new = subnet.replace(
+      weights_NxN=jnp.where(ok_N[:, None], stored, subnet.weights_NxN),
+      has_weight_NxN=jnp.where(ok_N[:, None], present, subnet.has_weight_NxN),
+      last_update_N=jnp.where(ok_N, b, subnet.last_update_N))
+  return new, code_N
+
+
+def set_weights(subnet: Subnet, uid: int, uids, values) -> tuple[Subnet, str | None]:
+  """One `set_weights` extrinsic at the current block: (new subnet, None) or (unchanged, reason).
+
+  Malformed arguments (wrong lengths, values outside u16, negative or non-integer uids) raise a
+  ValueError naming the argument; calls the chain would reject return its reason instead.
+  """
+  N = subnet.in_use_N.shape[-1]
+  uids_a, values_a = np.asarray(uids), np.asarray(values)
+  if uids_a.ndim != 1 or values_a.ndim != 1 or uids_a.shape != values_a.shape:
+    raise ValueError(f"set_weights: uids and values must be 1-D of the same length, got shapes "
+                     f"{uids_a.shape} and {values_a.shape}")
+  if uids_a.size and (not np.issubdtype(uids_a.dtype, np.integer)):
+    raise ValueError(f"set_weights uids: expected integers, got dtype {uids_a.dtype}")
+  if values_a.size and (not np.isfinite(values_a.astype(float)).all()
+                        or (values_a < 0).any() or (values_a > K.U16_MAX).any()
+                        or (values_a != np.floor(values_a)).any()):
+    raise ValueError("set_weights values: expected u16 integers in [0, 65535]")
+  if not 0 <= int(uid) < N:
+    raise ValueError(f"set_weights uid: {uid} is outside the subnet's uid range [0, {N})")
+  if (uids_a < 0).any() or (uids_a >= N).any():
+    return subnet, REASONS[Rejection.UID_NOT_REGISTERED]
+  if len(set(uids_a.tolist())) != len(uids_a):
+    return subnet, REASONS[Rejection.DUPLICATE_UIDS]
+  row = np.zeros((N, N), np.int32)
+  pres = np.zeros((N, N), bool)
+  row[uid, uids_a] = values_a.astype(np.int32)
+  pres[uid, uids_a] = True
+  setter = np.arange(N) == uid
+  new, code = set_weights_rows(subnet, jnp.asarray(setter), jnp.asarray(row), jnp.asarray(pres))
+  code = int(code[uid])
+  if code:
+    return subnet, REASONS[Rejection(code)]
+  return new, None
+
+
+def add_stake(subnet: Subnet, uid: int, amount) -> Subnet:
+  """Raises uid's stake by `amount` (nonnegative, finite), as an `add_stake` extrinsic does."""
+  N = subnet.in_use_N.shape[-1]
+  if not 0 <= int(uid) < N or not bool(subnet.in_use_N[int(uid)]):
+    raise ValueError(f"add_stake uid: {uid} is not a registered uid")
+  amt = float(amount)
+  if not np.isfinite(amt) or amt < 0:
+    raise ValueError(f"add_stake amount: expected a finite nonnegative number, got {amount!r}")
+  return subnet.replace(stake_N=subnet.stake_N.at[int(uid)].add(amt))
+
+
+def reset_bonds(subnet: Subnet, uid: int) -> tuple[Subnet, str | None]:
+  """Removes bond column `uid` from every row (needs `bonds_reset_enabled`)."""
+  N = subnet.in_use_N.shape[-1]
+  if not 0 <= int(uid) < N:
+    raise ValueError(f"reset_bonds uid: {uid} is outside [0, {N})")
+  if not bool(subnet.hyper.bonds_reset_enabled):
+    return subnet, "bonds_reset_enabled is false"
+  col = jnp.arange(N)[None, :] == int(uid)
+  return subnet.replace(bonds_NxN=jnp.where(col, 0, subnet.bonds_NxN),
+                        has_bond_NxN=subnet.has_bond_NxN & ~col), None
+
+
+def pay(subnet: Subnet, out: yuma.EpochOut) -> Subnet:
+  """Adds each uid's server and validator amounts to its stake (incentive and dividends)."""
+  paid_N = (out.server_emission_N + out.validator_emission_N).astype(subnet.stake_N.dtype)
+  return subnet.replace(stake_N=subnet.stake_N + jnp.where(subnet.in_use_N, paid_N, 0))
+
+
+def paid_total(out: yuma.EpochOut) -> jax.Array:
+  return (out.server_emission_N + out.validator_emission_N).sum()
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "dtype"))
+def block_step(subnet: Subnet, *, variant: str = "current", dtype=None):
+  """Advances one block: mint the block emission into pending, run the epoch when due, pay it.
+
+  The epoch runs when `block - last_epoch_block >= tempo` (SPEC.md section 3.2) and distributes
+  everything pending; floor rounding leaves a few rao pending for the next epoch, so stake plus
+  pending always equals what was minted.
+
+  Returns:
+    (subnet, out, ran): the new ledger, the epoch outputs (zeros when no epoch ran), and whether
+    an epoch ran in this block.
+  """
+  subnet = subnet.replace(block=subnet.block + 1)
+  issuance, pending, _ = emission_lib.mint(subnet.total_issuance, subnet.pending_emission)
+  subnet = subnet.replace(total_issuance=issuance, pending_emission=pending)
+  due = subnet.block - subnet.last_epoch_block >= subnet.hyper.tempo
+
+  def run(s):
+    s2, out = yuma.epoch(s, s.pending_emission, variant=variant, dtype=dtype)
+    s2 = pay(s2, out)
+    return s2.replace(pending_emission=s.pending_emission - paid_total(out)), out
+
+  def skip(s):
+    _, out = jax.eval_shape(lambda x: yuma.epoch(x, x.pending_emission, variant=variant,
+                                                 dtype=dtype), s)
+    return s, jax.tree.map(lambda sd: jnp.zeros(sd.shape, sd.dtype), out)
+
+  subnet, out = jax.lax.cond(due, run, skip, subnet)
+  return subnet, out, due

@@ -1,0 +1,82 @@
+"""Registration and deregistration on a fixed-size uid axis (SPEC.md section 5).
+
+`register` appends uid n while the subnet has free slots, else replaces the uid chosen by the
+current pruning rule (`get_neuron_to_prune`, SPEC.md 5.2) and resets it as `replace_neuron` does
+(5.3). Everything is jittable: shapes never change.
+"""
+# pylint: disable=invalid-name
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from bittensor_jax.ledger import Subnet
+
+NO_UID = -1
+
+
+def neuron_to_prune(subnet: Subnet) -> jax.Array:
+  """The uid the chain would replace next, or -1 when none can be (SPEC.md section 5.2).
+
+  The owner uid is immortal. Among the others, minimize (Emission, registration block, uid),
+  separately over immune (b - r < ImmunityPeriod) and non-immune uids; prune the best non-immune
+  one only while more than MinNonImmuneUids non-immune uids exist, else the best immune one.
+  """
+  h = subnet.hyper
+  N = subnet.in_use_N.shape[-1]
+  uid_N = jnp.arange(N)
+  cand_N = subnet.in_use_N & (uid_N != h.subnet_owner_uid)
+  immune_N = subnet.block - subnet.registered_at_N < h.immunity_period
+
+  def best(mask_N):
+    order = jnp.lexsort((uid_N, subnet.registered_at_N, subnet.emission_N, ~mask_N))
+    return jnp.where(mask_N.any(), order[0], NO_UID)
+
+  non_immune_N = cand_N & ~immune_N
+  best_non_immune = best(non_immune_N)
+  best_immune = best(cand_N & immune_N)
+  use_non_immune = (non_immune_N.sum() > h.min_non_immune_uids) | (best_immune == NO_UID)
+  return jnp.where(use_non_immune, best_non_immune, best_immune)
+
+
+def clear_uid(subnet: Subnet, uid: jax.Array, stake: jax.Array) -> Subnet:
+  """Resets `uid` for a new occupant registered at the current block (SPEC.md section 5.3)."""
+  N = subnet.in_use_N.shape[-1]
+  hit_N = jnp.arange(N) == uid
+  b = subnet.block
+  row = hit_N[:, None]
+  col = hit_N[None, :]
+  zero = lambda x: jnp.where(hit_N, jnp.zeros_like(x), x)
+  return subnet.replace(
+      in_use_N=subnet.in_use_N | hit_N,
+      stake_N=jnp.where(hit_N, jnp.asarray(stake, subnet.stake_N.dtype), subnet.stake_N),
+      # weights set by the uid removed; weights pointing to it set to 0 but kept
+      weights_NxN=jnp.where(row | col, 0, subnet.weights_NxN),
+      has_weight_NxN=subnet.has_weight_NxN & ~row,
+      # its bonds row removed
+      bonds_NxN=jnp.where(row, 0, subnet.bonds_NxN),
+      has_bond_NxN=subnet.has_bond_NxN & ~row,
+      last_update_N=jnp.where(hit_N, b, subnet.last_update_N),
+      registered_at_N=jnp.where(hit_N, b, subnet.registered_at_N),
+      permit_N=subnet.permit_N & ~hit_N,
+      active_N=subnet.active_N | hit_N,
+      consensus_N=zero(subnet.consensus_N), validator_trust_N=zero(subnet.validator_trust_N),
+      incentive_N=zero(subnet.incentive_N), dividends_N=zero(subnet.dividends_N),
+      emission_N=zero(subnet.emission_N))
+
+
+@jax.jit
+def register(subnet: Subnet, stake: jax.Array) -> tuple[Subnet, jax.Array, jax.Array]:
+  """Registers a new neuron with `stake` at the current block (SPEC.md section 5.1).
+
+  Returns:
+    (subnet, uid, replaced): the uid taken (-1 and the subnet unchanged when none is available:
+    the chain's NoNeuronIdAvailable) and whether it replaced a registered neuron.
+  """
+  N = subnet.in_use_N.shape[-1]
+  n = subnet.in_use_N.sum()
+  uid = jnp.where(n < N, n, neuron_to_prune(subnet))
+  replaced = (n >= N) & (uid != NO_UID)
+  new = clear_uid(subnet, uid, stake)
+  new = jax.tree.map(lambda a, b: jnp.where(uid != NO_UID, a, b), new, subnet)
+  return new, uid, replaced
