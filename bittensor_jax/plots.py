@@ -1,0 +1,255 @@
+"""PNG figures of a run (from a `history.read_all` dict) and of chain scenario replays.
+
+Figures are built with `matplotlib.figure.Figure` and written by the Agg canvas, so nothing
+touches pyplot's global state or needs a display. Every input key is optional: a panel whose
+data is missing says "no data".
+"""
+import pathlib
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+SERVER, VALIDATOR = 0, 1
+
+
+def rank(x) -> np.ndarray:
+  """1-based ranks of a 1-D array, ties getting the average of their ranks."""
+  x = np.asarray(x)
+  ranks = np.empty(x.shape[0], dtype=np.float64)
+  ranks[np.argsort(x, kind="stable")] = np.arange(1, x.shape[0] + 1)
+  _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+  return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+
+
+def spearman(x, y) -> float:
+  """Spearman rank correlation with average ranks for ties.
+
+  Pairs where either value is not finite are dropped.
+
+  Args:
+    x: 1-D values.
+    y: 1-D values, same length.
+
+  Returns:
+    The Pearson correlation of the ranks; nan with fewer than 2 pairs or a constant input.
+  """
+  x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+  keep = np.isfinite(x) & np.isfinite(y)
+  if keep.sum() < 2:
+    return float("nan")
+  rx, ry = rank(x[keep]), rank(y[keep])
+  rx, ry = rx - rx.mean(), ry - ry.mean()
+  denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+  return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+
+
+def _no_data(ax, title: str) -> None:
+  ax.set_title(title)
+  ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray")
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
+def _roles(history: dict) -> np.ndarray | None:
+  """Role of each uid at the last epoch (0 server, 1 validator), or None when unknown."""
+  if "role" in history and np.size(history["role"]):
+    return np.asarray(history["role"])[-1].astype(int)
+  if "roles" in history:
+    return np.asarray(history["roles"]).astype(int)
+  return None
+
+
+def _x(history: dict, num_epochs: int) -> tuple[np.ndarray, str]:
+  block = history.get("block")
+  if block is not None and np.shape(block) == (num_epochs,):
+    return np.asarray(block), "block"
+  return np.arange(num_epochs), "epoch"
+
+
+def _get(history: dict, key: str, ndim: int) -> np.ndarray | None:
+  value = history.get(key)
+  if value is None:
+    return None
+  value = np.asarray(value, dtype=np.float64)
+  return value if value.ndim == ndim and value.shape[0] > 0 else None
+
+
+def _stake_panel(ax, history: dict) -> None:
+  stake = _get(history, "stake", 2)
+  if stake is None:
+    return _no_data(ax, "stake share")
+  x, xlabel = _x(history, stake.shape[0])
+  total = stake.sum(axis=1, keepdims=True)
+  share = np.divide(stake, total, out=np.zeros_like(stake), where=total > 0)
+  roles = _roles(history)
+  if roles is None:
+    roles = np.zeros(stake.shape[1], dtype=int)
+  vals, servs = np.flatnonzero(roles == VALIDATOR), np.flatnonzero(roles != VALIDATOR)
+  order = np.concatenate([vals, servs])
+  blues = [matplotlib.colormaps["Blues"](0.4 + 0.5 * i / max(len(vals), 1))
+           for i in range(len(vals))]
+  oranges = [matplotlib.colormaps["Oranges"](0.3 + 0.5 * i / max(len(servs), 1))
+             for i in range(len(servs))]
+  ax.stackplot(x, share[:, order].T, colors=blues + oranges, linewidth=0.2, edgecolor="white")
+  ax.legend(handles=[Patch(color="tab:blue", label="validators"),
+                     Patch(color="tab:orange", label="servers")], fontsize=7, loc="upper left")
+  ax.set(title="stake share", xlabel=xlabel, ylim=(0, 1))
+
+
+def _lines_panel(ax, history: dict, key: str, role: int, title: str) -> None:
+  values = _get(history, key, 2)
+  if values is None:
+    return _no_data(ax, title)
+  x, xlabel = _x(history, values.shape[0])
+  roles = _roles(history)
+  uids = np.arange(values.shape[1]) if roles is None else np.flatnonzero(roles == role)
+  if uids.size == 0:
+    uids = np.arange(values.shape[1])
+  for uid in uids:
+    ax.plot(x, values[:, uid], linewidth=1, label=f"uid {uid}")
+  if uids.size <= 10:
+    ax.legend(fontsize=6, ncol=2)
+  ax.set(title=title, xlabel=xlabel)
+
+
+def _quality_panel(ax, history: dict) -> None:
+  incentive, quality = _get(history, "incentive", 2), _get(history, "quality", 2)
+  if incentive is None or quality is None:
+    return _no_data(ax, "incentive vs quality")
+  incentive, quality = incentive[-1], quality[-1]
+  roles = _roles(history)
+  servers = np.ones_like(incentive, bool) if roles is None else roles == SERVER
+  rho = spearman(incentive[servers], -quality[servers])
+  ax.scatter(quality[servers], incentive[servers], s=14, color="tab:orange")
+  ax.set(title=f"last epoch: Spearman rho(incentive, -loss) = {rho:.3f}",
+         xlabel="true held-out loss (lower is better)", ylabel="incentive")
+  ax.title.set_fontsize(9)
+
+
+def _loss_panel(ax, history: dict) -> None:
+  server, ensemble = _get(history, "server_loss", 2), _get(history, "ensemble_loss", 1)
+  best = _get(history, "best_server_loss", 1)
+  if server is None and ensemble is None and best is None:
+    return _no_data(ax, "loss")
+  num_epochs = next(v.shape[0] for v in (server, ensemble, best) if v is not None)
+  x, xlabel = _x(history, num_epochs)
+  if server is not None:
+    ax.plot(x, server, color="lightgray", linewidth=0.7)
+    ax.plot([], [], color="lightgray", label="per server")
+  if best is not None:
+    ax.plot(x, best, color="tab:orange", linewidth=1.5, label="best server")
+  if ensemble is not None:
+    ax.plot(x, ensemble, color="tab:blue", linewidth=1.5, label="ensemble")
+  ax.legend(fontsize=7)
+  ax.set(title="held-out loss", xlabel=xlabel)
+
+
+def _registration_panel(ax, history: dict) -> None:
+  regs, deregs = _get(history, "registrations", 1), _get(history, "deregistrations", 1)
+  if regs is None and deregs is None:
+    return _no_data(ax, "registrations")
+  num_epochs = (regs if regs is not None else deregs).shape[0]
+  x, xlabel = _x(history, num_epochs)
+  step = np.min(np.diff(x)) if num_epochs > 1 and np.all(np.diff(x) > 0) else 1
+  width = 0.4 * step
+  if regs is not None:
+    ax.bar(x - width / 2, regs, width=width, color="tab:green", label="registrations")
+  if deregs is not None:
+    ax.bar(x + width / 2, deregs, width=width, color="tab:red", label="deregistrations")
+  ax.legend(fontsize=7)
+  ax.set(title="registrations / deregistrations", xlabel=xlabel)
+
+
+def _save(fig: Figure, path) -> pathlib.Path:
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  FigureCanvasAgg(fig)
+  fig.savefig(path, dpi=100)
+  return path
+
+
+def plot_dashboard(history: dict, path, title: str = "") -> pathlib.Path:
+  """Writes a 2x3 dashboard PNG of a run.
+
+  Args:
+    history: arrays by name, as `history.read_all` returns them; all keys optional: stake,
+      incentive, dividends, emission, quality, server_loss [E,N]; role [E,N] or roles [N]
+      (0 server, 1 validator); ensemble_loss, best_server_loss, registrations,
+      deregistrations, block [E].
+    path: the PNG to write.
+    title: the figure title.
+
+  Returns:
+    The path written.
+  """
+  fig = Figure(figsize=(16, 9), layout="constrained")
+  axes = fig.subplots(2, 3).ravel()
+  _stake_panel(axes[0], history)
+  _lines_panel(axes[1], history, "incentive", SERVER, "incentive (servers)")
+  _lines_panel(axes[2], history, "dividends", VALIDATOR, "dividends (validators)")
+  _quality_panel(axes[3], history)
+  _loss_panel(axes[4], history)
+  _registration_panel(axes[5], history)
+  if title:
+    fig.suptitle(title)
+  return _save(fig, path)
+
+
+def _stack_rows(rows: list[dict], key: str) -> np.ndarray | None:
+  """[E, n] array of one per-uid key, nan-padded when the uid count changes."""
+  values = [np.asarray(r[key], np.float64).ravel() for r in rows if r.get(key) is not None]
+  if not values or len(values) != len(rows):
+    return None
+  out = np.full((len(values), max(v.shape[0] for v in values)), np.nan)
+  for i, v in enumerate(values):
+    out[i, :v.shape[0]] = v
+  return out
+
+
+def plot_scenario(replay_rows: list[dict], path, title: str = "") -> pathlib.Path:
+  """Writes a PNG of a chain scenario replay.
+
+  Args:
+    replay_rows: one dict per epoch with keys block, incentive, dividends, consensus,
+      emission (per uid) and bonds (n x n nested list); any may be missing.
+    path: the PNG to write.
+    title: the figure title.
+
+  Returns:
+    The path written.
+  """
+  fig = Figure(figsize=(16, 9), layout="constrained")
+  axes = fig.subplots(2, 3).ravel()
+  blocks = [r.get("block") for r in replay_rows]
+  if replay_rows and all(b is not None for b in blocks):
+    x, xlabel = np.asarray(blocks), "block"
+  else:
+    x, xlabel = np.arange(len(replay_rows)), "epoch"
+  for ax, key in zip(axes, ["dividends", "incentive", "consensus", "emission"]):
+    values = _stack_rows(replay_rows, key)
+    if values is None:
+      _no_data(ax, key)
+      continue
+    for uid in range(values.shape[1]):
+      ax.plot(x, values[:, uid], marker=".", linewidth=1, label=f"uid {uid}")
+    if values.shape[1] <= 10:
+      ax.legend(fontsize=6, ncol=2)
+    ax.set(title=f"{key} per uid", xlabel=xlabel)
+  bonds = replay_rows[-1].get("bonds") if replay_rows else None
+  if bonds is None or np.size(bonds) == 0:
+    _no_data(axes[4], "bonds (last epoch)")
+  else:
+    bonds = np.asarray(bonds, np.float64)
+    image = axes[4].imshow(bonds, cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=axes[4])
+    axes[4].set(title="bonds (last epoch)", xlabel="target uid", ylabel="bonding uid")
+    if max(bonds.shape) <= 20:
+      axes[4].set_xticks(range(bonds.shape[-1]))
+      axes[4].set_yticks(range(bonds.shape[0]))
+  axes[5].set_axis_off()
+  if title:
+    fig.suptitle(title)
+  return _save(fig, path)

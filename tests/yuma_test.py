@@ -1,0 +1,160 @@
+"""Properties of the epoch: sums, degenerate inputs, permutations, vmap, float32, variants."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from bittensor_jax import ledger, yuma
+
+SETTINGS = settings(max_examples=25, deadline=None)
+
+
+def random_subnet(seed, n, cap=None, *, yuma3=False, liquid=False, block=100, density=0.6,
+                  zero_stake=0.3):
+  rng = np.random.default_rng(seed)
+  cap = cap or n
+  stake = rng.integers(0, 10**6, n).astype(float)
+  stake[rng.random(n) < zero_stake] = 0
+  hyper = ledger.Hyper.create(tempo=10, yuma3_enabled=yuma3, liquid_alpha_enabled=liquid,
+                              bonds_penalty=int(rng.integers(0, 65536)),
+                              max_allowed_validators=int(rng.integers(1, n + 1)))
+  sub = ledger.subnet_from_neurons(stake, rng.integers(0, 50, n), rng.integers(0, block, n),
+                                   rng.random(n) < 0.7, capacity=cap, hyper=hyper, block=block)
+  w = np.zeros((cap, cap), np.int32)
+  pres = np.zeros((cap, cap), bool)
+  w[:n, :n] = rng.integers(0, 65536, (n, n))
+  pres[:n, :n] = rng.random((n, n)) < density
+  bonds = np.zeros((cap, cap), np.int32)
+  bonds[:n, :n] = rng.integers(0, 65536, (n, n)) * (rng.random((n, n)) < 0.5)
+  return sub.replace(weights_NxN=jnp.asarray(w), has_weight_NxN=jnp.asarray(pres),
+                     bonds_NxN=jnp.asarray(bonds), has_bond_NxN=jnp.asarray(bonds > 0),
+                     last_epoch_block=jnp.asarray(block - 10))
+
+
+E = 10**9
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 12), yuma3=st.booleans(),
+       liquid=st.booleans())
+def test_sums_and_amounts(seed, n, yuma3, liquid):
+  sub = random_subnet(seed, n, yuma3=yuma3, liquid=liquid)
+  _, out = yuma.epoch(sub, E)
+  for vec in (out.incentive_N, out.dividends_N):
+    total = float(vec.sum())
+    assert total == pytest.approx(1, abs=1e-9) or total == 0
+  for amt in (out.server_emission_N, out.validator_emission_N, out.emission_N):
+    assert (np.asarray(amt) >= 0).all()
+  paid = int(out.server_emission_N.sum() + out.validator_emission_N.sum())
+  if float(sub.stake_N.sum()) == 0:  # nobody to pay: nothing is paid
+    assert paid == 0 and int(out.emission_N.sum()) == 0
+  else:
+    assert E - 2 * n <= paid <= E
+    assert E - n <= int(out.emission_N.sum()) <= E
+  for leaf in jax.tree.leaves(out):
+    assert np.isfinite(np.asarray(leaf, float)).all()
+
+
+@pytest.mark.parametrize("case", ["zero_stake", "no_weights", "single_uid", "all_inactive",
+                                  "zero_columns", "all_self_weight"])
+@pytest.mark.parametrize("yuma3", [False, True])
+def test_degenerate_inputs_are_finite(case, yuma3):
+  n = 1 if case == "single_uid" else 6
+  sub = random_subnet(3, n, yuma3=yuma3, liquid=yuma3)
+  if case == "zero_stake":
+    sub = sub.replace(stake_N=jnp.zeros_like(sub.stake_N))
+  if case == "no_weights":
+    sub = sub.replace(has_weight_NxN=jnp.zeros_like(sub.has_weight_NxN))
+  if case == "all_inactive":
+    sub = sub.replace(block=jnp.asarray(10**7))
+  if case == "zero_columns":
+    sub = sub.replace(weights_NxN=jnp.zeros_like(sub.weights_NxN))
+  if case == "all_self_weight":
+    sub = sub.replace(has_weight_NxN=jnp.eye(n, dtype=bool))
+  new, out = yuma.epoch(sub, E)
+  for leaf in jax.tree.leaves((new, out)):
+    assert np.isfinite(np.asarray(leaf, float)).all()
+  assert int(out.emission_N.sum()) <= E
+  if float(sub.stake_N.sum()) > 0:
+    assert int(out.emission_N.sum()) >= E - n
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), n=st.integers(2, 10), yuma3=st.booleans())
+def test_permuting_uids_permutes_outputs(seed, n, yuma3):
+  """Relabelling uids relabels every output; ties are avoided (distinct stakes) since top-k
+  permits and median pivots break ties by uid order, as documented."""
+  rng = np.random.default_rng(seed)
+  sub = random_subnet(seed, n, yuma3=yuma3)
+  sub = sub.replace(stake_N=jnp.asarray(rng.permutation(n) * 1000.0 + 1),
+                    registered_at_N=jnp.zeros(n, jnp.int64),
+                    last_update_N=jnp.full(n, 99, jnp.int64))
+  perm = rng.permutation(n)
+  vec = lambda x: x[perm]
+  mat = lambda x: x[perm][:, perm]
+  psub = sub.replace(stake_N=vec(sub.stake_N), weights_NxN=mat(sub.weights_NxN),
+                     has_weight_NxN=mat(sub.has_weight_NxN), bonds_NxN=mat(sub.bonds_NxN),
+                     has_bond_NxN=mat(sub.has_bond_NxN), last_update_N=vec(sub.last_update_N),
+                     registered_at_N=vec(sub.registered_at_N), permit_N=vec(sub.permit_N))
+  _, out = yuma.epoch(sub, E)
+  _, pout = yuma.epoch(psub, E)
+  for name in ("incentive_N", "dividends_N", "consensus_N", "validator_trust_N", "stake_N"):
+    np.testing.assert_allclose(vec(getattr(out, name)), getattr(pout, name), atol=1e-12)
+  np.testing.assert_array_equal(vec(out.validator_permit_N), pout.validator_permit_N)
+  np.testing.assert_array_equal(mat(out.bonds_NxN), pout.bonds_NxN)
+  np.testing.assert_allclose(vec(out.emission_N), pout.emission_N, atol=1)
+
+
+def stack(subs):
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *subs)
+
+
+def test_vmap_over_subnets_equals_loop():
+  subs = [random_subnet(s, 9, 12, yuma3=s % 2 == 0, liquid=s % 3 == 0) for s in range(6)]
+  batched_new, batched_out = jax.vmap(lambda s: yuma.epoch(s, E))(stack(subs))
+  for k, sub in enumerate(subs):
+    new, out = yuma.epoch(sub, E)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b[k]), (new, out),
+                 (batched_new, batched_out))
+
+
+def test_padding_slots_change_nothing():
+  sub = random_subnet(7, 6)
+  padded = random_subnet(7, 6, cap=10)
+  _, out = yuma.epoch(sub, E)
+  _, pout = yuma.epoch(padded, E)
+  for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(pout)):
+    a, b = np.asarray(a), np.asarray(b)
+    sl = tuple(slice(0, 6) for _ in a.shape)
+    if a.dtype.kind == "f":  # padding changes the summation tree by an ulp
+      np.testing.assert_allclose(a[sl], b[sl], rtol=1e-12, atol=1e-15)
+    else:
+      np.testing.assert_array_equal(a[sl], b[sl])
+    assert not np.asarray(b, float)[tuple(slice(6, None) for _ in b.shape)].any()
+
+
+@pytest.mark.parametrize("yuma3", [False, True])
+def test_float32_mode_is_close_to_float64(yuma3):
+  sub = random_subnet(11, 16, yuma3=yuma3, liquid=yuma3)
+  _, o64 = yuma.epoch(sub, E)
+  _, o32 = yuma.epoch(sub, E, dtype=jnp.float32)
+  assert o32.incentive_N.dtype == jnp.float32
+  np.testing.assert_allclose(o32.incentive_N, o64.incentive_N, atol=1e-5)
+  np.testing.assert_allclose(o32.dividends_N, o64.dividends_N, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", yuma.VARIANTS)
+def test_variants_run_and_differ_only_where_documented(variant):
+  sub = random_subnet(5, 10).replace(
+      hyper=ledger.Hyper.create(tempo=10, liquid_alpha_enabled=True, alpha_low=30000))
+  _, out = yuma.epoch(sub, E, variant=variant)
+  assert float(out.incentive_N.sum()) == pytest.approx(1) or float(out.incentive_N.sum()) == 0
+  if variant == "yuma1_2023":  # permits even with zero stake (SPEC 2.1)
+    k = int(sub.hyper.max_allowed_validators)
+    assert int(out.validator_permit_N.sum()) == min(k, 10)
+
+
+def test_unknown_variant_is_rejected():
+  with pytest.raises(ValueError, match="variant"):
+    yuma.epoch(random_subnet(1, 3), E, variant="yuma2")
