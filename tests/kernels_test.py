@@ -170,3 +170,35 @@ def test_every_kernel_is_covered():
             "weighted_median", "weighted_median_col", "interpolate", "interpolate_sparse",
             "mat_ema_alpha", "mat_ema_alpha_sparse", "fixed_point_facts"}
   assert set(KERNELS) - {"about"} == tested
+
+
+def reference_median_col(stake, W, kappa):
+  """SPEC.md pitfall 11, written with numpy sort + cumsum, as the oracle for the bisection."""
+  part = stake > 0
+  if not part.any():
+    return np.zeros(W.shape[1])
+  sigma = np.where(part, stake, 0) / stake[part].sum()
+  m = sigma.sum() - kappa
+  out = []
+  for j in range(W.shape[1]):
+    col, sg = W[part, j], sigma[part]
+    order = np.argsort(col, kind="stable")
+    c = np.cumsum(sg[order])
+    hit = np.nonzero(c > m)[0]
+    out.append(col[order][hit[0] if len(hit) else len(col) - 1])
+  return np.asarray(out)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("seed", range(12))
+def test_weighted_median_col_matches_sort_cumsum(seed, dtype):
+  rng = np.random.default_rng(seed)
+  v, k = rng.integers(1, 12), rng.integers(1, 6)
+  W = rng.integers(0, 5, (v, k)) / 4.0 * (rng.random((v, k)) < 0.7)  # many ties and zeros
+  stake = rng.random(v) * (rng.random(v) < 0.8)
+  kappa = rng.choice([32767 / 65535, 0.5, 0.3, 0.9])
+  got = jax.jit(K.weighted_median_col)(jnp.asarray(stake, dtype), jnp.asarray(W, dtype),
+                                       kappa)
+  np.testing.assert_array_equal(np.asarray(got),
+                                reference_median_col(stake.astype(dtype), W.astype(dtype),
+                                                     dtype(kappa)).astype(dtype))

@@ -1,0 +1,178 @@
+"""The validator side: turn server answers into scores and a nonnegative weight vector.
+
+Pure array functions over a server axis K; each one vmaps over a leading validator axis V
+(`jax.vmap(fn, in_axes=(0, ...))`). Nothing here knows about stake or consensus.
+
+Server behaviours are int codes per server (`behaviour_K`): HONEST answers with its model, NOISE
+answers random logits, OFFLINE does not answer, COPIER replays another server's previous answer.
+Answers are sanitised: one that is non-finite or puts zero mass everywhere counts as not
+answered, is replaced by a uniform placeholder and never propagates NaN.
+
+Dims: K servers   B batch   L sequence length   X vocabulary
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+HONEST, NOISE, OFFLINE, COPIER = 0, 1, 2, 3
+LOG_VOCAB = float(np.log(256.0))
+PENALTY = 2.0 * LOG_VOCAB  # loss of a server that did not answer (nats per byte)
+
+
+def answer_logprobs(logits_KxBxLxX: jax.Array, behaviour_K: jax.Array, key: jax.Array,
+                    prev_answers_KxBxLxX: jax.Array | None = None,
+                    copy_target_K: jax.Array | None = None, *, noise_scale: float = 3.0,
+                    floor: float = 1e-6) -> tuple[jax.Array, jax.Array]:
+  """Applies server behaviours to raw answers and sanitises them into log-probabilities.
+
+  Args:
+    logits_KxBxLxX: every server's logits on the validator's query.
+    behaviour_K: i32[K] codes HONEST / NOISE / OFFLINE / COPIER.
+    key: PRNG key for NOISE answers.
+    prev_answers_KxBxLxX: logits or log-probs of the previous round (needed for COPIER).
+    copy_target_K: i32[K] whose previous answer each COPIER replays (ignored for others).
+    noise_scale: standard deviation of NOISE logits.
+    floor: every answer is mixed with `floor` of the uniform distribution, so no log-prob is
+      -inf and every loss is finite.
+
+  Returns:
+    (logprobs_KxBxLxX f32, answered_K bool). Unanswered rows hold uniform log-probs.
+  """
+  logits = logits_KxBxLxX.astype(jnp.float32)
+  num_servers, vocab = logits.shape[0], logits.shape[-1]
+  noise = noise_scale * jax.random.normal(key, logits.shape, jnp.float32)
+  b_K = jnp.asarray(behaviour_K, jnp.int32)
+  bcast = lambda m_K: m_K.reshape((num_servers,) + (1,) * (logits.ndim - 1))  # noqa: E731
+  answer = jnp.where(bcast(b_K == NOISE), noise, logits)
+  if prev_answers_KxBxLxX is not None:
+    target_K = (jnp.zeros((num_servers,), jnp.int32) if copy_target_K is None
+                else jnp.asarray(copy_target_K, jnp.int32))
+    copied = jnp.take(prev_answers_KxBxLxX.astype(jnp.float32), target_K, axis=0)
+    answer = jnp.where(bcast(b_K == COPIER), copied, answer)
+    copier_ok_K = jnp.ones((num_servers,), bool)
+  else:
+    copier_ok_K = b_K != COPIER  # nothing to copy yet: a copier does not answer
+  # Sanitation: NaN / +inf anywhere, or all mass at -inf, means no usable answer.
+  lse_KxBxL = jax.nn.logsumexp(jnp.where(jnp.isnan(answer), -jnp.inf, answer), axis=-1)
+  rest = tuple(range(1, answer.ndim))
+  sane_K = (jnp.all(~jnp.isnan(answer) & (answer < jnp.inf), axis=rest)
+            & jnp.all(jnp.isfinite(lse_KxBxL), axis=rest[:-1]))
+  answered_K = (b_K != OFFLINE) & copier_ok_K & sane_K
+  safe = jnp.where(bcast(answered_K), answer, 0.0)
+  logprobs = jax.nn.log_softmax(safe, axis=-1)
+  # log((1 - floor) p + floor / X): finite even where p = 0.
+  logprobs = jnp.logaddexp(logprobs + jnp.float32(np.log1p(-floor)),
+                           jnp.float32(np.log(floor / vocab)))
+  return logprobs, answered_K
+
+
+def target_logprobs(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array) -> jax.Array:
+  """log p_k(target) for every server: f32[K, B, L]."""
+  idx_KxBxL1 = jnp.broadcast_to(targets_BxL[None, ..., None].astype(jnp.int32),
+                                logprobs_KxBxLxX.shape[:-1] + (1,))
+  return jnp.take_along_axis(logprobs_KxBxLxX, idx_KxBxL1, axis=-1)[..., 0]
+
+
+def loss_scores(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array, answered_K: jax.Array, *,
+                penalty: float = PENALTY) -> jax.Array:
+  """Mean NLL in nats per byte per server, f32[K]; unanswered servers (flag: ~answered_K) and
+  any non-finite loss get the finite `penalty`."""
+  loss_K = -target_logprobs(logprobs_KxBxLxX, targets_BxL).mean(axis=(1, 2))
+  return jnp.where(answered_K & jnp.isfinite(loss_K), loss_K, jnp.float32(penalty))
+
+
+def _mix_weights(mix_K: jax.Array, answered_K: jax.Array) -> jax.Array:
+  """Nonnegative mixture weights over answered servers (not normalised)."""
+  mix = jnp.asarray(mix_K, jnp.float32)
+  return jnp.where(answered_K & jnp.isfinite(mix) & (mix > 0), mix, 0.0)
+
+
+def ensemble_logprobs(logprobs_KxBxLxX: jax.Array, mix_K: jax.Array,
+                      answered_K: jax.Array) -> jax.Array:
+  """log sum_k w_k p_k with w = mix over answered servers, renormalised: f32[B, L, X].
+
+  With no answered server (or zero mix) the ensemble is uniform.
+  """
+  w_K = _mix_weights(mix_K, answered_K)
+  total = w_K.sum()
+  log_w_K = jnp.where(w_K > 0, jnp.log(jnp.where(w_K > 0, w_K, 1.0)), -jnp.inf)
+  lse = jax.nn.logsumexp(
+      logprobs_KxBxLxX + log_w_K.reshape((-1,) + (1,) * (logprobs_KxBxLxX.ndim - 1)), axis=0)
+  uniform = jnp.full(lse.shape, -LOG_VOCAB, jnp.float32)
+  return jnp.where(total > 0, lse - jnp.log(jnp.where(total > 0, total, 1.0)), uniform)
+
+
+def leave_one_out_value(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array, mix_K: jax.Array,
+                        answered_K: jax.Array) -> jax.Array:
+  """value_k = loss(ensemble without k) - loss(ensemble), for all k at once: f32[K].
+
+  The ensemble is the renormalised mixture of answered servers. Removing k is a logsumexp over
+  the other servers' terms (a K x K off-diagonal mask, on target log-probs only), so there is no
+  cancellation and no loop over k. An empty ensemble predicts uniformly (loss log 256).
+  Unanswered servers, and servers with zero mix, get 0.
+  """
+  w_K = _mix_weights(mix_K, answered_K)
+  num = w_K.shape[0]
+  log_w_K = jnp.log(jnp.where(w_K > 0, w_K, 1.0))
+  tlp_KxBxL = target_logprobs(logprobs_KxBxLxX, targets_BxL) + log_w_K[:, None, None]
+  use_KxK = (~jnp.eye(num, dtype=bool)) & (w_K > 0)[None, :]  # row k: servers j != k
+  use_all_K = w_K > 0
+
+  def mixture_loss(use_K):
+    """Mean NLL of the renormalised mixture over servers where use_K."""
+    lse_BxL = jax.nn.logsumexp(jnp.where(use_K[:, None, None], tlp_KxBxL, -jnp.inf), axis=0)
+    total = jnp.where(use_K, w_K, 0.0).sum()
+    loss = -(lse_BxL - jnp.log(jnp.where(total > 0, total, 1.0))).mean()
+    return jnp.where(total > 0, loss, jnp.float32(LOG_VOCAB))
+
+  full = mixture_loss(use_all_K)
+  without_K = jax.vmap(mixture_loss)(use_KxK)
+  return jnp.where(w_K > 0, without_K - full, 0.0).astype(jnp.float32)
+
+
+def update_scores(ema_scores_K: jax.Array, new_K: jax.Array, queried_K: jax.Array,
+                  decay: float) -> jax.Array:
+  """Exponential moving average `decay * ema + (1 - decay) * new` where queried_K.
+
+  Servers that were not queried this round (or whose new score is non-finite) keep their score.
+  Pass all-True to penalise non-answers, whose `new_K` already carries the penalty (loss) or 0
+  (leave-one-out value).
+  """
+  ema = jnp.asarray(ema_scores_K, jnp.float32)
+  new = jnp.asarray(new_K, jnp.float32)
+  upd = jnp.float32(decay) * ema + jnp.float32(1.0 - decay) * new
+  return jnp.where(queried_K & jnp.isfinite(new), upd, ema)
+
+
+def scores_to_weights(scores_K: jax.Array, mode: str = "loss", *, temperature: float = 0.1,
+                      baseline: float = LOG_VOCAB) -> jax.Array:
+  """Maps scores to a nonnegative weight vector summing to 1, or all zeros if nothing is useful.
+
+  Args:
+    scores_K: per-server losses (mode "loss") or leave-one-out values (mode "value").
+    mode: "loss": w_k ∝ exp(-(loss_k - min loss) / temperature) over servers that beat the
+      uniform `baseline`; "value": w_k ∝ relu(value_k).
+    temperature: softness of the loss mode.
+    baseline: losses at or above it (no better than uniform bytes) get weight 0.
+
+  Returns:
+    f32[K] weights.
+  """
+  s = jnp.asarray(scores_K, jnp.float32)
+  if mode == "loss":
+    useful = jnp.isfinite(s) & (s < baseline)
+    best = jnp.min(jnp.where(useful, s, jnp.inf))
+    raw = jnp.where(useful, jnp.exp(-(jnp.where(useful, s, best) - best) / temperature), 0.0)
+  elif mode == "value":
+    raw = jnp.where(jnp.isfinite(s), jax.nn.relu(s), 0.0)
+  else:
+    raise ValueError(f"unknown mode {mode!r}")
+  total = raw.sum()
+  return jnp.where(total > 0, raw / jnp.where(total > 0, total, 1.0), 0.0)
+
+
+def sample_subset(key: jax.Array, num_servers: int, k: int) -> jax.Array:
+  """A bool[K] mask with exactly k servers chosen uniformly at random (vmappable over keys)."""
+  u_K = jax.random.uniform(key, (num_servers,))
+  ranks_K = jnp.argsort(jnp.argsort(u_K))
+  return ranks_K < k

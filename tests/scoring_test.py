@@ -1,0 +1,149 @@
+"""Tests for bittensor_jax.scoring: behaviours, sanitation, losses, leave-one-out, weights."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bittensor_jax import data
+from bittensor_jax import scoring
+
+LOG256 = np.log(256.0)
+loo = jax.jit(scoring.leave_one_out_value)
+ensemble = jax.jit(scoring.ensemble_logprobs)
+losses = jax.jit(scoring.loss_scores)
+
+
+@pytest.fixture(scope="module")
+def trained():
+  """An honest trained server (smoothed byte bigrams fit on its shard) and a held-out query."""
+  shards = data.make_shards(data.load_corpus(), 1, 1, skew=1.0, eval_fraction=0.1, seed=0,
+                            amount_spread=1.0, max_server_tokens=200_000, max_eval_tokens=20_000)
+  shard = np.asarray(shards.server_tokens_KxT[0, :int(shards.server_lengths_K[0])], np.int64)
+  counts = np.ones((256, 256)) * 0.01
+  np.add.at(counts, (shard[:-1], shard[1:]), 1.0)
+  table = np.log(counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
+  query_BxL1 = np.asarray(data.sample_windows(shards.eval_tokens_VxT[0],
+                                              shards.eval_lengths_V[0], jax.random.key(2), 8, 16))
+  return jnp.asarray(table[query_BxL1[:, :-1]]), jnp.asarray(query_BxL1[:, 1:])
+
+
+def _validator(logits_KxBxLxX, targets_BxL, behaviour_K, key, mix_K, prev=None, copy_K=None):
+  """Everything one validator computes on one query."""
+  lp, answered = scoring.answer_logprobs(logits_KxBxLxX, behaviour_K, key, prev, copy_K)
+  loss = scoring.loss_scores(lp, targets_BxL, answered)
+  value = scoring.leave_one_out_value(lp, targets_BxL, mix_K, answered)
+  return (loss, value, scoring.scores_to_weights(loss, "loss"),
+          scoring.scores_to_weights(value, "value"),
+          scoring.ensemble_logprobs(lp, mix_K, answered), lp, answered)
+
+
+validator = jax.jit(_validator)
+
+
+def test_behaviours_and_sanitation(trained):
+  logits_BxLxX, targets_BxL = trained
+  nan = jnp.full_like(logits_BxLxX, jnp.nan)
+  dead = jnp.full_like(logits_BxLxX, -jnp.inf)  # zero probability everywhere
+  logits_K = jnp.stack([logits_BxLxX] * 4 + [nan, dead])
+  behaviour_K = jnp.array([scoring.HONEST, scoring.NOISE, scoring.OFFLINE, scoring.COPIER,
+                           scoring.HONEST, scoring.HONEST], jnp.int32)
+  copy_K = jnp.zeros((6,), jnp.int32)
+  loss, value, w_loss, _, _, lp, answered = validator(
+      logits_K, targets_BxL, behaviour_K, jax.random.key(3), jnp.ones(6), logits_K, copy_K)
+  np.testing.assert_array_equal(answered, [True, True, False, True, False, False])
+  assert lp.dtype == jnp.float32 and np.all(np.isfinite(lp))
+  loss, value, w_loss = np.asarray(loss), np.asarray(value), np.asarray(w_loss)
+  assert loss[0] < LOG256 - 1.0 < loss[1]           # trained honest beats noise
+  np.testing.assert_allclose(loss[3], loss[0], rtol=1e-6)  # copier replays server 0
+  np.testing.assert_array_equal(loss[[2, 4, 5]], np.float32(scoring.PENALTY))
+  np.testing.assert_allclose(w_loss, [0.5, 0, 0, 0.5, 0, 0], atol=1e-6)
+  assert np.all(np.isfinite(value)) and np.all(value[[2, 4, 5]] == 0)
+  assert value[1] < 0 < value[0]  # noise hurts the ensemble, honest helps it
+  # Without previous answers a copier has nothing to send.
+  _, answered = jax.jit(scoring.answer_logprobs)(logits_K[:, :1, :2], behaviour_K,
+                                                 jax.random.key(3))
+  np.testing.assert_array_equal(answered, [True, True, False, False, False, False])
+
+
+def _synthetic(b=4, l=32, seed=0):
+  """G is good on even positions, H on odd ones; server 1 duplicates G; server 3 is offline."""
+  rng = np.random.default_rng(seed)
+  targets = rng.integers(0, 256, size=(b, l))
+  def model(good_parity):
+    p = np.full((b, l, 256), 1.0 / 256)
+    bi, li = np.nonzero(np.broadcast_to(np.arange(l) % 2 == good_parity, (b, l)))
+    p[bi, li] = 0.1 / 255
+    p[bi, li, targets[bi, li]] = 0.9
+    return np.log(p)
+  g, h = model(0), model(1)
+  lp = jnp.asarray(np.stack([g, g, h, h]), jnp.float32)
+  return lp, jnp.asarray(targets, jnp.int32), jnp.array([True, True, True, False])
+
+
+def test_leave_one_out_duplicate_vs_unique():
+  lp, targets, answered = _synthetic()
+  value = np.asarray(loo(lp, targets, jnp.ones(4), answered))
+  assert value[2] > 1.0                                   # the unique good server
+  assert abs(value[0]) < 0.05 * value[2] and value[0] == pytest.approx(value[1], abs=1e-6)
+  assert value[3] == 0.0
+  # Same numbers as recomputing the ensemble without each server in a loop.
+  full = ensemble(lp, jnp.ones(4), answered)
+  def loss(e):
+    return -np.mean(np.take_along_axis(np.asarray(e), np.asarray(targets)[..., None], -1))
+  for k in range(3):
+    without = ensemble(lp, jnp.ones(4), answered.at[k].set(False))
+    assert value[k] == pytest.approx(loss(without) - loss(full), abs=1e-5)
+  weights = np.asarray(scoring.scores_to_weights(jnp.asarray(value), "value"))
+  np.testing.assert_allclose(weights, [0, 0, 1, 0], atol=1e-6)
+
+
+def test_ensemble_of_nothing_is_uniform():
+  lp, targets, _ = _synthetic()
+  none = jnp.zeros((4,), bool)
+  np.testing.assert_allclose(ensemble(lp, jnp.ones(4), none), -LOG256,
+                             rtol=1e-6)
+  value = loo(lp, targets, jnp.ones(4), none)
+  np.testing.assert_array_equal(value, 0.0)
+  sole = jnp.array([False, False, True, False])  # a lone server is worth log 256 - its loss
+  v = loo(lp, targets, jnp.ones(4), sole)
+  want = LOG256 - float(losses(lp, targets, sole)[2])
+  assert float(v[2]) == pytest.approx(want, abs=1e-5)
+
+
+def test_update_scores_and_weights():
+  ema = jnp.array([1.0, 2.0, 3.0], jnp.float32)
+  new = jnp.array([3.0, jnp.nan, 5.0], jnp.float32)
+  out = scoring.update_scores(ema, new, jnp.array([True, True, False]), 0.5)
+  np.testing.assert_allclose(out, [2.0, 2.0, 3.0])
+  useless = jnp.array([6.0, 11.0, jnp.inf], jnp.float32)
+  np.testing.assert_array_equal(scoring.scores_to_weights(useless, "loss"), 0.0)
+  np.testing.assert_array_equal(scoring.scores_to_weights(-jnp.ones(3), "value"), 0.0)
+  w = np.asarray(scoring.scores_to_weights(jnp.array([2.0, 2.1, 9.0]), "loss", temperature=0.1))
+  assert w[0] > w[1] > 0 == w[2] and w.sum() == pytest.approx(1.0)
+
+
+def test_sample_subset():
+  masks = jax.jit(jax.vmap(lambda k: scoring.sample_subset(k, 10, 3)))(
+      jax.random.split(jax.random.key(0), 50))
+  np.testing.assert_array_equal(masks.sum(axis=1), 3)
+  assert masks.any(axis=0).all()
+
+
+def test_vmap_over_validators_equals_loop():
+  v, k, b, l = 3, 6, 8, 16  # per-validator shapes as above, so `validator` is compiled once
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(3 * rng.standard_normal((v, k, b, l, 256)), jnp.float32)
+  logits = logits.at[1, 2].set(jnp.nan)
+  prev = jnp.asarray(rng.standard_normal((v, k, b, l, 256)), jnp.float32)
+  targets = jnp.asarray(rng.integers(0, 256, (v, b, l)), jnp.int32)
+  behaviour = jnp.array([[0, 1, 2, 0, 3, 0], [0, 0, 0, 2, 0, 3], [1, 1, 0, 0, 3, 3]], jnp.int32)
+  copy = jnp.array([[0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 4], [0, 0, 0, 0, 5, 2]], jnp.int32)
+  mix = jnp.asarray(rng.uniform(size=(v, k)), jnp.float32)
+  vkeys = jax.random.split(jax.random.key(0), v)
+  batched = jax.jit(jax.vmap(_validator))(logits, targets, behaviour, vkeys, mix, prev, copy)
+  assert not bool(batched[-1][1, 2])  # the NaN answer was dropped
+  for i in range(v):
+    single = validator(logits[i], targets[i], behaviour[i], vkeys[i], mix[i], prev[i], copy[i])
+    for x, y in zip(batched, single):
+      np.testing.assert_allclose(x[i], y, rtol=1e-5, atol=1e-5)
+      assert np.all(np.isfinite(x[i]))
