@@ -130,6 +130,27 @@ def leave_one_out_value(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array, mix
   return jnp.where(w_K > 0, without_K - full, 0.0).astype(jnp.float32)
 
 
+def fit_mixture(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array, answered_K: jax.Array,
+                init_K: jax.Array, steps: int = 2) -> jax.Array:
+  """Mixture weights over answered servers that maximize the likelihood of the targets (EM).
+
+  A validator's weighted ensemble: starting from `init_K` (renormalized over answered servers,
+  uniform if that is empty), each EM step sets w_k to the mean responsibility of server k for
+  the observed bytes. Unanswered servers get 0. Returns f32[K] summing to 1 (or 0 if nobody
+  answered).
+  """
+  tlp_KxT = target_logprobs(logprobs_KxBxLxX, targets_BxL).reshape(answered_K.shape[0], -1)
+  w = jnp.where(answered_K, jnp.maximum(jnp.asarray(init_K, jnp.float32), 1e-6), 0.0)
+  w = jnp.where(w.sum() > 0, w / jnp.maximum(w.sum(), 1e-30), 0.0)
+  for _ in range(steps):
+    logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
+    joint = tlp_KxT + logw[:, None]
+    resp = jnp.exp(joint - jax.nn.logsumexp(joint, axis=0, keepdims=True))
+    w = jnp.where(answered_K, jnp.nan_to_num(resp).mean(1), 0.0)
+    w = jnp.where(w.sum() > 0, w / jnp.maximum(w.sum(), 1e-30), 0.0)
+  return w
+
+
 def update_scores(ema_scores_K: jax.Array, new_K: jax.Array, queried_K: jax.Array,
                   decay: float) -> jax.Array:
   """Exponential moving average `decay * ema + (1 - decay) * new` where queried_K.
