@@ -411,7 +411,7 @@ def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
                             deregistered_5=dereg, registrations=regs)
   metrics = {
       "block": sub.block, "epoch_ran": ran, "total_issuance": sub.total_issuance,
-      "pending_emission": sub.pending_emission,
+      "pending_emission": sub.pending_emission, "retired_stake": retired,
       "ensemble_loss": ens_loss, "best_server_loss": best_loss, "isolated_server_loss": iso_loss,
       "quality_K": quality_K, "train_loss_M": train_loss_M, "weights_rejected_N": codes_N,
       "incentive_N": out.incentive_N, "dividends_N": out.dividends_N,

@@ -1,0 +1,143 @@
+"""The federated network on tiny configs: learning, incentives, conservation, sharding."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bittensor_jax import network, plots
+from bittensor_jax.neurons import transformer
+
+TINY = network.NetworkConfig(
+    num_validators=2, num_servers=6, noise_servers=1, offline_servers=1, copier_servers=1,
+    model=transformer.ModelConfig(width=32, depth=1, heads=2, context=32), seq_len=24,
+    batch=8, local_steps=2, query_batch=4, tempo=10, weights_rate=5, max_server_tokens=60_000,
+    max_eval_tokens=20_000, immunity_period=30)
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+  net = network.Network(TINY, network.make_mesh(jax.devices()[:1]))
+  state = net.init()
+  state, m1 = net.run(state, 120)
+  state, m2 = net.run(state, 120)
+  metrics = jax.tree.map(lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)]), m1, m2)
+  return net, state, metrics
+
+
+def test_conservation_at_every_block(tiny_run):
+  _, state, m = tiny_run
+  total = m["stake_N"].sum(-1) + m["pending_emission"] + m["retired_stake"]
+  np.testing.assert_array_equal(total, m["total_issuance"].astype(np.float64))
+  assert int(state.subnet.total_issuance) > int(m["total_issuance"][0])
+  assert m["epoch_ran"].sum() == 240 // TINY.tempo
+
+
+def test_useful_servers_earn_more(tiny_run):
+  _, state, m = tiny_run
+  V = TINY.num_validators
+  last = np.nonzero(m["epoch_ran"])[0][-1]
+  incentive_K = m["incentive_N"][last][V:]
+  quality_K = m["quality_K"][-TINY.tempo:].mean(0)
+  behaviour = np.asarray(state.behaviour_K)
+  honest = behaviour == network.HONEST
+  assert incentive_K[honest].sum() > 0.9
+  for code in (network.NOISE, network.OFFLINE, network.COPIER):
+    assert incentive_K[behaviour == code].max() < incentive_K[honest].max()
+  rho = plots.spearman(-quality_K, incentive_K)
+  print(f"quality-incentive spearman {rho:.3f}")
+  assert rho > 0.3
+
+
+def test_network_learns_and_ensemble_beats_single_servers(tiny_run):
+  _, _, m = tiny_run
+  first, last = slice(0, 10), slice(-40, None)
+  assert m["ensemble_loss"][last].mean() < m["ensemble_loss"][first].mean() - 1.0
+  ens = m["ensemble_loss"][last].mean()
+  best = m["quality_K"][last].mean(0)[m["quality_K"][last].mean(0).argmin()]
+  iso = m["isolated_server_loss"][last].mean()
+  print(f"ensemble {ens:.4f} best {best:.4f} isolated {iso:.4f}")
+  assert ens < iso
+  assert np.isfinite(m["train_loss_M"]).all()
+
+
+def test_same_seed_same_result_bit_for_bit(tiny_run):
+  net, _, m = tiny_run
+  state = net.init()
+  state, again = net.run(state, 120)
+  for key in m:
+    np.testing.assert_array_equal(np.asarray(again[key]), m[key][:120], err_msg=key)
+
+
+def test_failing_server_cannot_poison_the_step(tiny_run):
+  net, _, _ = tiny_run
+  state = net.init()
+  state = state.replace(params=jax.tree.map(lambda p: p.at[0].set(jnp.nan), state.params))
+  state, m = net.run(state, 30)
+  V = TINY.num_validators
+  m = jax.tree.map(np.asarray, m)
+  for key in ("ensemble_loss", "best_server_loss", "stake_N", "incentive_N", "dividends_N"):
+    assert np.isfinite(m[key]).all(), key
+  assert (m["incentive_N"][:, V] == 0).all()  # the NaN server earns nothing
+  assert np.isfinite(m["train_loss_M"][:, 1:TINY.num_servers]).all()
+  other = jax.tree.leaves(jax.tree.map(lambda p: p[1], state.params))
+  assert all(np.isfinite(np.asarray(x)).all() for x in other)
+
+
+def test_servers_never_read_each_others_shards():
+  """Changing server 1's private shard changes nothing about server 0's training."""
+  cfg = dataclasses.replace(TINY, distill_weight=0.5)
+  net = network.Network(cfg, network.make_mesh(jax.devices()[:1]))
+  step = jax.jit(lambda s, d, k: network.network_step(cfg, s, d, k))
+  data2 = net.data.replace(server_tokens_MxT=net.data.server_tokens_MxT.at[1].set(
+      (net.data.server_tokens_MxT[1] + 7) % 256))
+  key = jax.random.key(3)
+  s1, _ = step(net.init(), net.data, key)
+  s2, _ = step(net.init(), data2, key)
+  same = jax.tree.map(lambda a, b: np.array_equal(a[0], b[0]), s1.params, s2.params)
+  assert all(jax.tree.leaves(same))
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a[1], b[1]), s1.params, s2.params)
+  assert any(jax.tree.leaves(changed))
+
+
+def test_sharded_step_equals_single_device():
+  assert jax.device_count() >= 4
+  cfg = dataclasses.replace(TINY, num_servers=7)  # 8 models: 2 per device
+  single = network.Network(cfg, network.make_mesh(jax.devices()[:1]))
+  sharded = network.Network(cfg, network.make_mesh(jax.devices()[:4]))
+  s1, m1 = single.run(single.init(), 20)
+  s4, m4 = sharded.run(sharded.init(), 20)
+  leaf = jax.tree.leaves(s4.params)[0]
+  assert leaf.sharding.spec == jax.sharding.PartitionSpec("uid")
+  assert len({s.device for s in leaf.addressable_shards}) == 4
+  assert leaf.addressable_shards[0].data.shape[0] == leaf.shape[0] // 4
+  for key in ("ensemble_loss", "quality_K", "train_loss_M", "incentive_N"):
+    np.testing.assert_allclose(np.asarray(m1[key]), np.asarray(m4[key]), rtol=2e-4, atol=2e-5,
+                               err_msg=key)
+  np.testing.assert_array_equal(np.asarray(m1["total_issuance"]), np.asarray(m4["total_issuance"]))
+
+
+def test_unhelpful_servers_are_deregistered_over_time():
+  cfg = dataclasses.replace(TINY, registration_interval=10, immunity_period=20,
+                            min_non_immune_uids=0)
+  net = network.Network(cfg, network.make_mesh(jax.devices()[:1]))
+  state, m = net.run(net.init(), 200)
+  dereg = np.asarray(state.deregistered_5)
+  print("deregistered (honest, noise, offline, copier, validator):", dereg)
+  assert dereg[1:4].sum() == 3  # every unhelpful server was replaced
+  assert (np.asarray(state.behaviour_K) == network.HONEST).all()
+  total = np.asarray(m["stake_N"]).sum(-1) + np.asarray(m["pending_emission"]) + np.asarray(
+      m["retired_stake"])
+  np.testing.assert_array_equal(total, np.asarray(m["total_issuance"]).astype(np.float64))
+
+
+def test_minority_cabal_does_not_gain_stake_share():
+  cfg = dataclasses.replace(TINY, num_validators=3, cabal_validators=1, cabal_servers=2,
+                            validator_stake_tao=(400.0, 300.0, 300.0))
+  net = network.Network(cfg, network.make_mesh(jax.devices()[:1]))
+  state, m = net.run(net.init(), 150)
+  stake = np.asarray(state.subnet.stake_N)[:3]
+  honest_share = stake[:2].sum() / stake.sum()
+  print(f"honest validators' stake share: {honest_share:.4f} (start 0.7)")
+  assert honest_share > 0.7
