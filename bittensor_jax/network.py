@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from bittensor_jax import chain, data, emission, ledger, registration, scoring, weights
+from bittensor_jax import chain, data, distributed, emission, ledger, registration, scoring
+from bittensor_jax import weights
 from bittensor_jax.neurons import train, transformer
 
 RAO = emission.RAO_PER_TAO
@@ -458,7 +459,8 @@ class Network:
                         tree)
 
   def shard(self, tree):
-    return jax.device_put(tree, self.sharding(tree))
+    """Places a host-side tree on the mesh (every process passes the same values)."""
+    return distributed.global_put(tree, self.sharding(tree))
 
   def init(self) -> NetworkState:
     return self.shard(init_state(self.cfg, self.num_devices))
