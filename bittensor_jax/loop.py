@@ -1,0 +1,335 @@
+"""The training loop: side effects only (config.json, checkpoints, history, progress, summary).
+
+`train_and_evaluate(config, workdir)` runs a network epoch by epoch, one compiled call of
+`run.blocks_per_call` blocks each (`Network.run`, a `lax.scan`), and leaves in `workdir`:
+
+  config.json     the ConfigDict; a resumed run must agree with it (only `run.blocks` may grow,
+                  and the logging / checkpointing cadence may change)
+  history/        one row per epoch (`history.HistoryWriter`), fields in `history_fields`
+  checkpoints/    the state every `run.checkpoint_every_epochs` epochs and at the end
+  summary.json    headline metrics of the last epoch (`SUMMARY_KEYS` and more)
+
+Resuming is bit-exact: the state holds the PRNG key, the network is a pure function of it, and
+the history row of an epoch is written before that epoch's checkpoint, so a run killed at any
+moment restarts from its newest valid checkpoint and rewrites (`HistoryWriter.append` truncates)
+any epochs after it. States are put on the network's canonical shardings before every call, so
+a resumed run executes the same compiled program as an uninterrupted one.
+
+History fields (E epochs, N uids, K servers), the metagraph letters spelled as words:
+  stake (S, rao), weights (W, u16), bonds (B, u16), consensus (C), validator_trust (Tv),
+  incentive (I), dividends (D), emission (E, rao), active, validator_permit, registered_at [E,N];
+  quality [E,N] (true held-out loss of each server, mean over the epoch's blocks; nan for
+  validators); train_loss [E,K]; ensemble_loss, best_server_loss, isolated_server_loss [E] (means
+  over the epoch's blocks); registrations, deregistrations [E] (counts in the epoch);
+  deregistrations_by_kind [E,5] (honest, noise, offline, copier servers, validators);
+  weights_rejected [E,N]; block, total_issuance, pending_emission [E]; role [E,N] (0 server,
+  1 validator); behaviour [E,K] (server behaviour codes, `network.BEHAVIOURS`).
+"""
+from __future__ import annotations
+
+import json
+import logging as py_logging
+import math
+import os
+import pathlib
+import sys
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+from absl import logging
+
+from bittensor_jax import checkpoint, history, network, plots
+from bittensor_jax import config as config_lib
+
+SUMMARY_KEYS = ("ensemble_loss", "best_server_loss", "isolated_server_loss",
+                "quality_incentive_spearman", "deregistrations", "total_issuance_rao", "blocks",
+                "blocks_per_second", "honest_stake_share")
+DEREG_KINDS = ("honest", "noise", "offline", "copier", "validator")
+# Fields of config.json that may differ when resuming a workdir (they change no state).
+RESUMABLE_CHANGES = ("run.blocks", "run.checkpoint_every_epochs", "run.keep_checkpoints",
+                     "run.log_every_epochs")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _as_json(c) -> dict:
+  d = c.to_dict() if isinstance(c, ml_collections.ConfigDict) else dict(c)
+  return json.loads(json.dumps(d))  # tuples -> lists, as config.json stores them
+
+
+def _write_json(path: pathlib.Path, obj) -> None:
+  """Atomic JSON write (tmp file, fsync, rename)."""
+  tmp = path.with_name(f".{path.name}.tmp")
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def check_resumable(saved: dict, new: dict) -> None:
+  """Raises ValueError unless `new` may continue a run started with `saved` (config dicts)."""
+  a, b = _flatten(saved), _flatten(new)
+  diffs = sorted(k for k in set(a) | set(b) if a.get(k, "<missing>") != b.get(k, "<missing>"))
+  bad = [k for k in diffs if k not in RESUMABLE_CHANGES]
+  if bad:
+    details = "; ".join(f"{k}: saved {a.get(k, '<missing>')!r}, now {b.get(k, '<missing>')!r}"
+                        for k in bad[:5])
+    raise ValueError(f"workdir holds a run with a different config ({details}). Only "
+                     f"{', '.join(RESUMABLE_CHANGES)} may change when resuming; use a new "
+                     f"--workdir.")
+
+
+def history_fields(cfg: network.NetworkConfig) -> dict:
+  """{field: (per-epoch shape, dtype)} of the history of a run of `cfg`."""
+  N, K = cfg.num_uids, cfg.num_servers  # pylint: disable=invalid-name
+  f64, i64, i32 = np.float64, np.int64, np.int32
+  return {
+      "stake": ((N,), f64), "weights": ((N, N), i32), "bonds": ((N, N), i32),
+      "consensus": ((N,), f64), "validator_trust": ((N,), f64), "incentive": ((N,), f64),
+      "dividends": ((N,), f64), "emission": ((N,), i64), "active": ((N,), bool),
+      "validator_permit": ((N,), bool), "registered_at": ((N,), i64),
+      "quality": ((N,), f64), "train_loss": ((K,), f64), "ensemble_loss": ((), f64),
+      "best_server_loss": ((), f64), "isolated_server_loss": ((), f64),
+      "registrations": ((), i64), "deregistrations": ((), i64),
+      "deregistrations_by_kind": ((5,), i64), "weights_rejected": ((N,), i64),
+      "block": ((), i64), "total_issuance": ((), i64), "pending_emission": ((), i64),
+      "role": ((N,), i32), "behaviour": ((K,), i32),
+  }
+
+
+def _epoch_row(cfg: network.NetworkConfig, state: network.NetworkState, metrics: dict,
+               before: tuple[int, np.ndarray]) -> dict:
+  """One history row from the state after an epoch and the epoch's stacked block metrics."""
+  V = cfg.num_validators  # pylint: disable=invalid-name
+  sub = jax.device_get(state.subnet)
+  m = jax.device_get(metrics)
+  regs, dereg = int(state.registrations), np.asarray(state.deregistered_5, np.int64)
+  quality = np.full(cfg.num_uids, np.nan)
+  quality[V:] = np.asarray(m["quality_K"], np.float64).mean(0)
+  mean = lambda key: float(np.asarray(m[key], np.float64).mean())
+  return {
+      "stake": sub.stake_N, "weights": sub.weights_NxN, "bonds": sub.bonds_NxN,
+      "consensus": sub.consensus_N, "validator_trust": sub.validator_trust_N,
+      "incentive": sub.incentive_N, "dividends": sub.dividends_N, "emission": sub.emission_N,
+      "active": sub.active_N, "validator_permit": sub.permit_N,
+      "registered_at": sub.registered_at_N, "quality": quality,
+      "train_loss": np.asarray(m["train_loss_M"], np.float64)[:, :cfg.num_servers].mean(0),
+      "ensemble_loss": mean("ensemble_loss"), "best_server_loss": mean("best_server_loss"),
+      "isolated_server_loss": mean("isolated_server_loss"),
+      "registrations": regs - before[0], "deregistrations": int((dereg - before[1]).sum()),
+      "deregistrations_by_kind": dereg - before[1],
+      "weights_rejected": (np.asarray(m["weights_rejected_N"]) != 0).sum(0),
+      "block": sub.block, "total_issuance": sub.total_issuance,
+      "pending_emission": sub.pending_emission,
+      "role": (np.arange(cfg.num_uids) < V).astype(np.int32),
+      "behaviour": np.asarray(state.behaviour_K),
+  }
+
+
+def restore_latest(cfg: network.NetworkConfig, workdir, num_devices: int | None = None):
+  """The newest valid checkpoint of a run: (epoch, state, meta), or None.
+
+  Arrays come back on the default device; `Network.shard` puts them on a mesh.
+
+  Args:
+    cfg: the run's network config.
+    workdir: the run's workdir.
+    num_devices: the device count the run used (it pads the model axis); default all devices.
+  """
+  ckpt_dir = pathlib.Path(workdir) / "checkpoints"
+  if not ckpt_dir.is_dir():
+    return None
+  ckpts = checkpoint.Checkpoints(ckpt_dir)
+  try:
+    if not ckpts.all_steps():
+      return None
+    num_devices = num_devices or jax.device_count()
+    # a concrete template: init_state is not abstractly traceable (Hyper.create checks values)
+    return ckpts.restore(network.init_state(cfg, num_devices))
+  finally:
+    ckpts.close()
+
+
+def summarize(cfg: network.NetworkConfig, state: network.NetworkState, last: dict) -> dict:
+  """Headline metrics from the final state and the last history row.
+
+  Args:
+    cfg: the network config.
+    state: the final state.
+    last: the last epoch's history row ({field: array}).
+
+  Returns:
+    A JSON-ready dict with `SUMMARY_KEYS` (blocks_per_second is left to the caller) and more.
+  """
+  V = cfg.num_validators  # pylint: disable=invalid-name
+  quality_K = np.asarray(last["quality"], np.float64)[V:]
+  incentive_K = np.asarray(last["incentive"], np.float64)[V:]
+  best = int(np.nanargmin(quality_K)) if np.isfinite(quality_K).any() else 0
+  dereg = np.asarray(jax.device_get(state.deregistered_5)).tolist()
+  stake_V = np.asarray(jax.device_get(state.subnet.stake_N), np.float64)[:V]
+  honest_V = cfg.validator_behaviours() == network.V_HONEST
+  total_v = stake_V.sum()
+  return {
+      "ensemble_loss": float(last["ensemble_loss"]),
+      "best_server_loss": float(quality_K[best]),
+      "best_server_uid": V + best,
+      "isolated_server_loss": float(last["isolated_server_loss"]),
+      "quality_incentive_spearman": plots.spearman(-quality_K, incentive_K),
+      "deregistrations": {"total": int(sum(dereg)), **dict(zip(DEREG_KINDS, map(int, dereg)))},
+      "registrations": int(state.registrations),
+      "total_issuance_rao": int(state.subnet.total_issuance),
+      "total_issuance_tao": int(state.subnet.total_issuance) / network.RAO,
+      "retired_stake_rao": float(state.retired_stake),
+      "blocks": int(state.subnet.block),
+      "honest_stake_share": float(stake_V[honest_V].sum() / total_v) if total_v > 0 else math.nan,
+      "final_incentive": incentive_K.tolist(),
+      "final_quality": quality_K.tolist(),
+  }
+
+
+def metagraph_table(cfg: network.NetworkConfig, state: network.NetworkState) -> str:
+  """A readable metagraph: uid, role, behaviour, stake (TAO), I, D, C, Tv, E (TAO), permit."""
+  sub = jax.device_get(state.subnet)
+  V = cfg.num_validators  # pylint: disable=invalid-name
+  vb, sb = cfg.validator_behaviours(), np.asarray(state.behaviour_K)
+  lines = [f"{'uid':>4} {'role':<9} {'behaviour':<9} {'stake TAO':>12} {'I':>7} {'D':>7} "
+           f"{'C':>7} {'Tv':>7} {'E TAO':>10} permit"]
+  for uid in range(cfg.num_uids):
+    if uid < V:
+      role, kind = "validator", network.VALIDATOR_BEHAVIOURS[vb[uid]]
+    else:
+      role, kind = "server", network.BEHAVIOURS[sb[uid - V]]
+    lines.append(
+        f"{uid:>4} {role:<9} {kind:<9} {sub.stake_N[uid] / network.RAO:>12.3f} "
+        f"{sub.incentive_N[uid]:>7.4f} {sub.dividends_N[uid]:>7.4f} {sub.consensus_N[uid]:>7.4f} "
+        f"{sub.validator_trust_N[uid]:>7.4f} {sub.emission_N[uid] / network.RAO:>10.4f} "
+        f"{'yes' if sub.permit_N[uid] else 'no'}")
+  return "\n".join(lines)
+
+
+def read_history(workdir) -> dict:
+  """The history of a run as `plots.plot_dashboard` wants it (adds server_loss [E,K])."""
+  h = history.read_all(pathlib.Path(workdir) / "history")
+  if "quality" in h and "role" in h and len(h["role"]):
+    h["server_loss"] = h["quality"][:, h["role"][-1] == plots.SERVER]
+  return h
+
+
+class _QuietOrbax(py_logging.Filter):
+  """Drops orbax's per-save INFO chatter (tens of lines per checkpoint); warnings pass."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
+
+
+def _quiet_orbax() -> None:
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _QuietOrbax) for f in handler.filters):
+    handler.addFilter(_QuietOrbax())
+
+
+def _prepare_workdir(config, workdir: pathlib.Path) -> None:
+  """Writes config.json, or checks that a resumed run agrees with the saved one."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  new = _as_json(config)
+  path = workdir / "config.json"
+  if path.exists():
+    check_resumable(json.loads(path.read_text()), new)
+  _write_json(path, new)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, Any]:
+  """Runs (or resumes) a network in `workdir` and returns the summary.
+
+  Args:
+    config: a ConfigDict like `configs/default.py` returns.
+    workdir: the run directory (created if needed; resumed if it holds checkpoints).
+
+  Returns:
+    The summary dict also written to `workdir/summary.json`.
+
+  Raises:
+    ValueError: a bad config value (naming the field), or a workdir holding a run whose config
+      differs in a field that changes the run.
+  """
+  jax.config.update("jax_enable_x64", True)
+  _quiet_orbax()
+  workdir = pathlib.Path(workdir)
+  cfg = config_lib.network_config(config)
+  run = config_lib.run_settings(config)
+  _prepare_workdir(config, workdir)
+  net = network.Network(cfg)
+  ckpts = checkpoint.Checkpoints(workdir / "checkpoints", run["keep_checkpoints"],
+                                 run["checkpoint_every_epochs"])
+  state = net.init()  # also the restore template (shapes, dtypes, shardings)
+  restored = ckpts.restore(state) if ckpts.all_steps() else None
+  if restored is None:
+    epoch = 0
+  else:
+    epoch, state, meta = restored
+    logging.info("resuming %s from epoch %d (block %s)", workdir, epoch, meta.get("block"))
+  block = int(state.subnet.block)
+  if block > run["blocks"]:
+    raise ValueError(f"run.blocks: {run['blocks']} is less than the {block} blocks already run "
+                     f"in {workdir}")
+  writer = history.HistoryWriter(workdir / "history", history_fields(cfg))
+  bar = tqdm.tqdm(total=run["blocks"], initial=block, unit="block", file=sys.stderr,
+                  mininterval=1.0, dynamic_ncols=True)
+  calls, timed_blocks, timed_seconds = 0, 0, 0.0
+  row = None
+  while block < run["blocks"]:
+    n = min(run["blocks_per_call"], run["blocks"] - block)
+    before = (int(state.registrations), np.asarray(state.deregistered_5, np.int64))
+    ckpts.wait()  # `run` donates the state: any save of it must have finished
+    start = time.perf_counter()
+    state, metrics = net.run(net.shard(state), n)
+    row = _epoch_row(cfg, state, metrics, before)  # pulls to host, so timing is honest
+    seconds = time.perf_counter() - start
+    if calls:
+      timed_blocks, timed_seconds = timed_blocks + n, timed_seconds + seconds
+    calls += 1
+    block += n
+    writer.append(epoch, row)  # before the checkpoint of this epoch (see module docstring)
+    epoch += 1
+    if block >= run["blocks"] or epoch % run["checkpoint_every_epochs"] == 0:
+      ckpts.save(epoch, state, meta={"block": block, "epoch": epoch},
+                 force=block >= run["blocks"])
+    issuance = int(row["total_issuance"]) / network.RAO
+    bar.set_postfix(epoch=epoch, loss=f"{row['ensemble_loss']:.3f}",
+                    issuance=f"{issuance:.1f} TAO",
+                    bps=f"{timed_blocks / timed_seconds:.1f}" if timed_seconds else "-",
+                    refresh=False)
+    bar.update(n)
+    if epoch % run["log_every_epochs"] == 0 or block >= run["blocks"]:
+      logging.info("epoch %d block %d: ensemble %.4f best %.4f isolated %.4f nats/byte, "
+                   "issuance %.3f TAO, registrations %d", epoch, block, row["ensemble_loss"],
+                   row["best_server_loss"], row["isolated_server_loss"], issuance,
+                   int(state.registrations))
+  bar.close()
+  ckpts.wait()
+  ckpts.close()
+  if row is None:  # nothing left to run: summarize the restored run from its history
+    count = history.num_epochs(workdir / "history")
+    if count == 0:
+      raise ValueError(f"run.blocks: nothing to run and no history in {workdir}")
+    row = {k: v[0] for k, v in history.read_all(workdir / "history", count - 1).items()}
+  summary = summarize(cfg, state, row)
+  summary["blocks_per_second"] = timed_blocks / timed_seconds if timed_seconds else None
+  summary["epochs"] = epoch
+  _write_json(workdir / "summary.json", summary)
+  print(metagraph_table(cfg, state))
+  logging.info("summary: %s", {k: summary[k] for k in SUMMARY_KEYS})
+  return summary

@@ -1,0 +1,44 @@
+r"""A cabal: a minority of validators holding about 30% of the stake puts all its weight on its
+own (noise) servers.
+
+The cabal's servers are the last `cabal_servers` servers, which are the noise servers here (no
+offline or copier servers), so the honest majority sees them as useless. With kappa = 0.5 the
+consensus clips the cabal's weights; watch the cabal servers' incentive and the cabal validators'
+dividends.
+
+  python scripts/train.py --config=configs/experiments/cabal_attack.py:small \
+      --workdir=runs/cabal_attack
+
+Same runtime as the chosen preset of configs/default.py.
+"""
+import importlib.util
+import pathlib
+
+import ml_collections
+
+CABAL_STAKE_SHARE = 0.3
+TOTAL_TAO_PER_VALIDATOR = 1000.0
+
+
+def _default():
+  path = pathlib.Path(__file__).resolve().parents[1] / "default.py"
+  spec = importlib.util.spec_from_file_location("btj_configs_default", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """configs/default.py:<arg> with a cabal of max(1, V // 4) validators and 30% of the stake."""
+  c = _default().get_config(arg)
+  n = c.network
+  V, K = n.num_validators, n.num_servers  # pylint: disable=invalid-name
+  cabal_v = max(1, V // 4)
+  cabal_k = max(1, K // 6)
+  n.cabal_validators, n.cabal_servers = cabal_v, cabal_k
+  n.noise_servers, n.offline_servers, n.copier_servers = cabal_k, 0, 0
+  total = TOTAL_TAO_PER_VALIDATOR * V
+  honest = [total * (1 - CABAL_STAKE_SHARE) / (V - cabal_v)] * (V - cabal_v)
+  cabal = [total * CABAL_STAKE_SHARE / cabal_v] * cabal_v
+  n.validator_stake_tao = tuple(honest + cabal)
+  return c

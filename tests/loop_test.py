@@ -1,0 +1,161 @@
+"""Tests for bittensor_jax.loop: outputs of a run, bit-exact resume after SIGKILL, corrupt
+checkpoint fallback, config errors.
+
+One in-process run of the smoke network (80 blocks) is shared by the tests; the other runs are
+real `scripts/train.py` subprocesses with the same config, so they execute the same compiled
+program (a persistent compilation cache under the session's tmp dir saves their compiles).
+"""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from bittensor_jax import config as config_lib
+from bittensor_jax import history, loop
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PRESET = str(ROOT / "configs" / "default.py") + ":smoke"
+OVERRIDES = {"run.blocks": 80, "run.checkpoint_every_epochs": 2, "run.log_every_epochs": 4}
+TIMING_KEYS = ("blocks_per_second",)
+
+
+def _config():
+  return config_lib.load_preset(PRESET, OVERRIDES)
+
+
+def _env(tmp_path_factory) -> dict:
+  env = dict(os.environ)
+  env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "jax_cache")
+  return env
+
+
+def _train_cmd(workdir) -> list[str]:
+  return [sys.executable, str(ROOT / "scripts" / "train.py"), f"--config={PRESET}",
+          *(f"--config.{k}={v}" for k, v in OVERRIDES.items()), f"--workdir={workdir}"]
+
+
+def _assert_trees_equal(a, b):
+  strip = lambda t: jax.tree.map(
+      lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+      else x, t)
+  la, lb = jax.tree.leaves(strip(a)), jax.tree.leaves(strip(b))
+  assert jax.tree.structure(strip(a)) == jax.tree.structure(strip(b))
+  for x, y in zip(la, lb):
+    x, y = np.asarray(x), np.asarray(y)
+    assert x.dtype == y.dtype and x.shape == y.shape
+    assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
+
+
+def _assert_runs_equal(dir_a, dir_b):
+  cfg = config_lib.network_config(_config())
+  step_a, state_a, _ = loop.restore_latest(cfg, dir_a)
+  step_b, state_b, _ = loop.restore_latest(cfg, dir_b)
+  assert step_a == step_b == 8
+  _assert_trees_equal(state_a, state_b)
+  sa = json.loads((pathlib.Path(dir_a) / "summary.json").read_text())
+  sb = json.loads((pathlib.Path(dir_b) / "summary.json").read_text())
+  for k in TIMING_KEYS:
+    sa.pop(k), sb.pop(k)
+  assert sa == sb
+  ha, hb = history.read_all(pathlib.Path(dir_a) / "history"), history.read_all(
+      pathlib.Path(dir_b) / "history")
+  assert ha.keys() == hb.keys()
+  for k in ha:
+    np.testing.assert_array_equal(ha[k], hb[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("smoke_run")
+  summary = loop.train_and_evaluate(_config(), workdir)
+  return workdir, summary
+
+
+def test_smoke_run_writes_everything(smoke_run):
+  workdir, summary = smoke_run
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["run"]["blocks"] == 80 and saved["network"]["num_servers"] == 6
+  on_disk = json.loads((workdir / "summary.json").read_text())
+  for key in loop.SUMMARY_KEYS:
+    assert key in summary and key in on_disk, key
+  assert summary["blocks"] == 80
+  assert summary["total_issuance_rao"] == 2000 * 10**9 + 80 * 10**9  # 1 TAO per block
+  assert set(summary["deregistrations"]) == {"total", *loop.DEREG_KINDS}
+  assert 0 <= summary["honest_stake_share"] <= 1
+  for key in ("ensemble_loss", "best_server_loss", "isolated_server_loss"):
+    assert 0 < summary[key] < 10, key
+  assert summary["blocks_per_second"] > 0
+  h = history.read_all(workdir / "history")
+  assert history.num_epochs(workdir / "history") == 8
+  np.testing.assert_array_equal(h["block"], np.arange(1, 9) * 10)
+  assert h["stake"].shape == (8, 8) and h["weights"].shape == (8, 8, 8)
+  np.testing.assert_array_equal(h["role"][-1], [1, 1, 0, 0, 0, 0, 0, 0])
+  assert h["registrations"].sum() == 2  # a registration every 30 blocks
+  assert h["deregistrations"].sum() == summary["deregistrations"]["total"]
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [4, 6, 8]
+
+
+def test_resume_after_sigkill_is_bit_identical(smoke_run, tmp_path, tmp_path_factory):
+  workdir_b, _ = smoke_run
+  workdir_a = tmp_path / "a"
+  env = _env(tmp_path_factory)
+  proc = subprocess.Popen(_train_cmd(workdir_a), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  first = workdir_a / "checkpoints" / "2"
+  deadline = time.monotonic() + 180
+  while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+  assert first.exists() and not (workdir_a / "summary.json").exists()
+  done = subprocess.run(_train_cmd(workdir_a), cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "resuming" in done.stderr
+  _assert_runs_equal(workdir_a, workdir_b)
+
+
+def test_corrupt_newest_checkpoint_falls_back(smoke_run, tmp_path, tmp_path_factory):
+  workdir_b, _ = smoke_run
+  workdir = tmp_path / "c"
+  shutil.copytree(workdir_b, workdir)
+  (workdir / "summary.json").unlink()
+  for f in (workdir / "checkpoints" / "8" / "state").rglob("*"):
+    if f.is_file() and f.parent.name == "d":
+      f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+  done = subprocess.run(_train_cmd(workdir), cwd=ROOT, env=_env(tmp_path_factory),
+                        capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "checkpoint step 8 is corrupt or incomplete" in done.stderr
+  assert "resuming" in done.stderr and "from epoch 6" in done.stderr
+  _assert_runs_equal(workdir, workdir_b)
+
+
+def test_bad_override_names_the_field(tmp_path):
+  c = _config()
+  with c.unlocked():
+    c.network.num_servers = 1
+  with pytest.raises(ValueError, match="network.num_servers"):
+    loop.train_and_evaluate(c, tmp_path / "bad")
+  assert not (tmp_path / "bad").exists()
+  with pytest.raises(ValueError, match="network.model.width"):  # not a multiple of heads
+    config_lib.network_config(config_lib.load_preset(PRESET, {"network.model.width": 33}))  # heads=2
+  with pytest.raises(ValueError, match="network.kapa"):
+    config_lib.load_preset(PRESET, {"network.kapa": 1})
+  with pytest.raises(ValueError, match="run.blocks"):
+    config_lib.run_settings(config_lib.load_preset(PRESET, {"run.blocks": 0}))
+
+
+def test_resume_with_a_different_config_is_refused(smoke_run):
+  workdir, _ = smoke_run
+  c = config_lib.load_preset(PRESET, {**OVERRIDES, "network.kappa": 40000})
+  with pytest.raises(ValueError, match="network.kappa"):
+    loop.train_and_evaluate(c, workdir)
