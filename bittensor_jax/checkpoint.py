@@ -81,6 +81,10 @@ def checksum(tree) -> str:
   """
   h = hashlib.sha256()
   for leaf in jax.tree.leaves(tree):
+    if isinstance(leaf, jax.Array) and not (leaf.is_fully_addressable or leaf.is_fully_replicated):
+      # a leaf sharded across processes: every process takes part in gathering it
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+      leaf = multihost_utils.process_allgather(leaf, tiled=True)
     a = np.ascontiguousarray(np.asarray(leaf))
     h.update(f"{a.dtype.str}{a.shape}".encode())
     h.update(a.tobytes())

@@ -36,6 +36,8 @@ def global_put(tree, shardings):
   Typed PRNG keys travel as their key data and are re-wrapped.
   """
   def put(x, sharding):
+    if isinstance(x, jax.Array) and (jax.process_count() == 1 or not x.is_fully_addressable):
+      return jax.device_put(x, sharding)  # a no-op when x already has this sharding
     if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
       impl = jax.random.key_impl(x)
       data = put(jax.random.key_data(x), sharding)
@@ -47,7 +49,15 @@ def global_put(tree, shardings):
 
 def gather(tree):
   """Every leaf as a full numpy array on every process (an all-gather across hosts)."""
-  if jax.process_count() == 1:
-    return jax.tree.map(np.asarray, tree)
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-  return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+  def get(x):
+    if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
+      return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return jax.tree.map(get, tree)
+
+
+def is_main_process() -> bool:
+  """True on the process that writes files (history, summaries, plots)."""
+  return jax.process_index() == 0

@@ -42,7 +42,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from bittensor_jax import checkpoint, history, network, plots
+from bittensor_jax import checkpoint, distributed, history, network, plots
 from bittensor_jax import config as config_lib
 
 SUMMARY_KEYS = ("ensemble_loss", "best_server_loss", "isolated_server_loss",
@@ -114,8 +114,8 @@ def _epoch_row(cfg: network.NetworkConfig, state: network.NetworkState, metrics:
                before: tuple[int, np.ndarray]) -> dict:
   """One history row from the state after an epoch and the epoch's stacked block metrics."""
   V = cfg.num_validators  # pylint: disable=invalid-name
-  sub = jax.device_get(state.subnet)
-  m = jax.device_get(metrics)
+  sub = distributed.gather(state.subnet)
+  m = distributed.gather(metrics)
   regs, dereg = int(state.registrations), np.asarray(state.deregistered_5, np.int64)
   quality = np.full(cfg.num_uids, np.nan)
   quality[V:] = np.asarray(m["quality_K"], np.float64).mean(0)
@@ -270,7 +270,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
   workdir = pathlib.Path(workdir)
   cfg = config_lib.network_config(config)
   run = config_lib.run_settings(config)
-  _prepare_workdir(config, workdir)
+  main = distributed.is_main_process()  # with many processes, one writes the files
+  if main:
+    _prepare_workdir(config, workdir)
   net = network.Network(cfg)
   ckpts = checkpoint.Checkpoints(workdir / "checkpoints", run["keep_checkpoints"],
                                  run["checkpoint_every_epochs"])
@@ -285,9 +287,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
   if block > run["blocks"]:
     raise ValueError(f"run.blocks: {run['blocks']} is less than the {block} blocks already run "
                      f"in {workdir}")
-  writer = history.HistoryWriter(workdir / "history", history_fields(cfg))
+  writer = history.HistoryWriter(workdir / "history", history_fields(cfg)) if main else None
   bar = tqdm.tqdm(total=run["blocks"], initial=block, unit="block", file=sys.stderr,
-                  mininterval=1.0, dynamic_ncols=True)
+                  mininterval=1.0, dynamic_ncols=True, disable=not main)
   calls, timed_blocks, timed_seconds = 0, 0, 0.0
   row = None
   while block < run["blocks"]:
@@ -302,7 +304,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
       timed_blocks, timed_seconds = timed_blocks + n, timed_seconds + seconds
     calls += 1
     block += n
-    writer.append(epoch, row)  # before the checkpoint of this epoch (see module docstring)
+    if writer is not None:
+      writer.append(epoch, row)  # before the checkpoint of this epoch (see module docstring)
     epoch += 1
     if block >= run["blocks"] or epoch % run["checkpoint_every_epochs"] == 0:
       ckpts.save(epoch, state, meta={"block": block, "epoch": epoch},
@@ -329,7 +332,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
   summary = summarize(cfg, state, row)
   summary["blocks_per_second"] = timed_blocks / timed_seconds if timed_seconds else None
   summary["epochs"] = epoch
-  _write_json(workdir / "summary.json", summary)
-  print(metagraph_table(cfg, state))
+  if main:
+    _write_json(workdir / "summary.json", summary)
+    print(metagraph_table(cfg, state))
   logging.info("summary: %s", {k: summary[k] for k in SUMMARY_KEYS})
   return summary

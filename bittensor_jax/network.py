@@ -434,8 +434,14 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
   return jax.sharding.Mesh(devices, ("uid",))
 
 
-def _spec_for(leaf, M: int, mesh_size: int):
-  if mesh_size > 1 and getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == M:
+# Leaves split over the device mesh on their leading (model) axis; everything else is replicated.
+SHARDED_FIELDS = ("params", "opt_state", "lr_scale_M", "server_tokens_MxT", "server_lengths_M")
+
+
+def _spec_for(path, leaf, M: int, mesh_size: int):
+  top = getattr(path[0], "name", getattr(path[0], "key", None)) if path else None
+  if (mesh_size > 1 and top in SHARDED_FIELDS and getattr(leaf, "ndim", 0) >= 1
+      and leaf.shape[0] == M):
     return P("uid")
   return P()
 
@@ -450,13 +456,12 @@ class Network:
     self.num_devices = self.mesh.size
     self.M = num_models(cfg, self.num_devices)
     self.data = self.shard(build_data(cfg, self.num_devices))
-    self._run = jax.jit(functools.partial(run_blocks, cfg), static_argnums=2,
-                        donate_argnums=0)
+    self._run = None  # compiled on first use, when the state's shardings are known
 
   def sharding(self, tree):
     """NamedShardings: the model axis M split over devices, everything else replicated."""
-    return jax.tree.map(lambda x: NamedSharding(self.mesh, _spec_for(x, self.M, self.mesh.size)),
-                        tree)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: NamedSharding(self.mesh, _spec_for(path, x, self.M, self.mesh.size)), tree)
 
   def shard(self, tree):
     """Places a host-side tree on the mesh (every process passes the same values)."""
@@ -467,5 +472,9 @@ class Network:
 
   def run(self, state: NetworkState, num_blocks: int) -> tuple[NetworkState, dict]:
     """Runs `num_blocks` blocks in one compiled call; metrics are stacked over blocks."""
+    if self._run is None:
+      # the state keeps its layout from call to call (model axis split, the rest replicated)
+      self._run = jax.jit(functools.partial(run_blocks, self.cfg), static_argnums=2,
+                          donate_argnums=0, out_shardings=(self.sharding(state), None))
     state, metrics = self._run(state, self.data, num_blocks)
     return state, metrics
