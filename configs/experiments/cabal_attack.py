@@ -11,26 +11,22 @@ dividends.
 
 Same runtime as the chosen preset of configs/default.py.
 """
-import importlib.util
 import pathlib
 
 import ml_collections
+
+from bittensor_jax import config as config_lib
 
 CABAL_STAKE_SHARE = 0.3
 TOTAL_TAO_PER_VALIDATOR = 1000.0
 
 
-def _default():
-  path = pathlib.Path(__file__).resolve().parents[1] / "default.py"
-  spec = importlib.util.spec_from_file_location("btj_configs_default", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+DEFAULT = pathlib.Path(__file__).resolve().parents[1] / "default.py"
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """configs/default.py:<arg> with a cabal of max(1, V // 4) validators and 30% of the stake."""
-  c = _default().get_config(arg)
+  c = config_lib.load_config_file(f"{DEFAULT}:{arg or ''}")
   n = c.network
   V, K = n.num_validators, n.num_servers  # pylint: disable=invalid-name
   cabal_v = max(1, V // 4)

@@ -8,22 +8,18 @@ Under classic Yuma its bonds lag the honest validators'; compare its dividends w
 
 Same runtime as the chosen preset of configs/default.py.
 """
-import importlib.util
 import pathlib
 
 import ml_collections
 
+from bittensor_jax import config as config_lib
 
-def _default():
-  path = pathlib.Path(__file__).resolve().parents[1] / "default.py"
-  spec = importlib.util.spec_from_file_location("btj_configs_default", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+
+DEFAULT = pathlib.Path(__file__).resolve().parents[1] / "default.py"
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """configs/default.py:<arg> with max(1, V // 4) lazy validators (the last ones)."""
-  c = _default().get_config(arg)
+  c = config_lib.load_config_file(f"{DEFAULT}:{arg or ''}")
   c.network.lazy_validators = max(1, c.network.num_validators // 4)
   return c

@@ -10,20 +10,16 @@ Run both and compare the dividends of the lazy (weight-copying) validator with t
 The arg is "classic" or "yuma3", optionally followed by a preset of configs/default.py
 ("yuma3,smoke"); the default preset is small (a few minutes on CPU).
 """
-import importlib.util
 import pathlib
 
 import ml_collections
 
+from bittensor_jax import config as config_lib
+
 VARIANTS = ("classic", "yuma3")
 
 
-def _default():
-  path = pathlib.Path(__file__).resolve().parents[1] / "default.py"
-  spec = importlib.util.spec_from_file_location("btj_configs_default", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+DEFAULT = pathlib.Path(__file__).resolve().parents[1] / "default.py"
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -31,7 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant, _, preset = (arg or "classic").partition(",")
   if variant not in VARIANTS:
     raise ValueError(f"yuma3_vs_classic.py: arg must start with one of {VARIANTS}, got {arg!r}")
-  c = _default().get_config(preset or None)
+  c = config_lib.load_config_file(f"{DEFAULT}:{preset}")
   c.network.yuma3 = variant == "yuma3"
   c.network.lazy_validators = max(1, c.network.num_validators // 4)
   return c
