@@ -19,6 +19,7 @@ tensorstore raise) or restores values whose checksum differs from the stored one
 reported with `warnings.warn` naming the step, and the next older step is tried.
 """
 import hashlib
+import pathlib
 import warnings
 from typing import Any
 
@@ -109,7 +110,7 @@ class Checkpoints:
     """
     self.every = every
     self.manager = ocp.CheckpointManager(
-        workdir,
+        pathlib.Path(workdir).absolute(),  # orbax refuses relative paths
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, save_interval_steps=every, create=True,
             cleanup_tmp_directories=True))

@@ -170,3 +170,16 @@ def test_sigkill_after_wait_loses_nothing(tmp_path):
   step, state, meta = checkpoint.Checkpoints(tmp_path).restore(_state(0))
   assert step == 5 and meta == {"block": 5}
   _assert_identical(state, _state(5))
+
+
+def test_relative_workdir(tmp_path, monkeypatch):
+  """`--workdir=runs/x` is relative; orbax itself only takes absolute paths."""
+  monkeypatch.chdir(tmp_path)
+  ckpts = checkpoint.Checkpoints("runs/rel/checkpoints", keep=2)
+  state = {"x": jax.numpy.arange(3)}
+  ckpts.save(1, state, force=True)
+  ckpts.wait()
+  step, restored, _ = ckpts.restore(state)
+  ckpts.close()
+  assert step == 1 and (tmp_path / "runs/rel/checkpoints/1").is_dir()
+  np.testing.assert_array_equal(restored["x"], state["x"])
