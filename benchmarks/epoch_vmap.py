@@ -63,8 +63,7 @@ def main():
   vm = jax.jit(jax.vmap(lambda s, e: yuma.epoch(s, e, dtype=dt)))
   jax.block_until_ready(vm(subs, E))
   t_vmap = best_of(lambda: vm(subs, E), a.repeats)
-  chunked = jax.jit(lambda s, e: jax.lax.map(lambda se: yuma.epoch(*se, dtype=dt), (s, e),
-                                             batch_size=a.chunk))
+  chunked = lambda s, e: yuma.epoch_many(s, e, dtype=dt, chunk=a.chunk)
   jax.block_until_ready(chunked(subs, E))
   t_chunk = best_of(lambda: chunked(subs, E), a.repeats)
 

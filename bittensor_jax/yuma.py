@@ -214,3 +214,17 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
       consensus_N=f64(C_N), validator_trust_N=f64(Tv_N), incentive_N=f64(I_N),
       dividends_N=f64(D_N), emission_N=out.emission_N, last_epoch_block=b)
   return new, out
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "dtype", "chunk"))
+def epoch_many(subnets: Subnet, emission_S: jax.Array, *, variant: str = "current", dtype=None,
+               chunk: int = 16) -> tuple[Subnet, EpochOut]:
+  """The epoch of S independent subnets (a leading S axis on every leaf) in one compiled call.
+
+  `lax.map` over groups of `chunk` vmapped subnets: the same result as `jax.vmap(epoch)`, but on
+  CPU the working set of a group stays in cache (1024 subnets of 256 uids: 1.2 s against 1.7 s
+  for a flat vmap on a 2-core machine, see benchmarks/epoch_vmap.py).
+  """
+  return jax.lax.map(lambda se: epoch(se[0], se[1], variant=variant, dtype=dtype),
+                     (subnets, jnp.broadcast_to(emission_S, subnets.block.shape)),
+                     batch_size=chunk)

@@ -119,6 +119,13 @@ def test_vmap_over_subnets_equals_loop():
                  (batched_new, batched_out))
 
 
+def test_epoch_many_equals_vmap():
+  subs = stack([random_subnet(s, 7, 8, yuma3=s % 2 == 1) for s in range(5)])
+  want = jax.vmap(lambda s: yuma.epoch(s, E))(subs)
+  got = yuma.epoch_many(subs, jnp.full((5,), E, jnp.int64), chunk=2)
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
 def test_padding_slots_change_nothing():
   sub = random_subnet(7, 6)
   padded = random_subnet(7, 6, cap=10)
