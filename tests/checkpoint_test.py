@@ -91,6 +91,7 @@ def _data_files(step_dir: pathlib.Path) -> list[pathlib.Path]:
 def test_corrupt_newest_falls_back(tmp_path, damage):
   ckpt = checkpoint.Checkpoints(tmp_path, keep=3)
   _save_steps(ckpt, [1, 2, 3])
+  ckpt.close()  # an unclosed manager's event loop warns when it is garbage-collected
   newest = tmp_path / "3"
   if damage == "truncate":
     for f in _data_files(newest):
@@ -111,8 +112,10 @@ def test_corrupt_newest_falls_back(tmp_path, damage):
     meta = json.loads(meta_file.read_text())
     meta["checksum"] = "0" * 64
     meta_file.write_text(json.dumps(meta))
+  reader = checkpoint.Checkpoints(tmp_path)
   with pytest.warns(UserWarning, match="step 3"):
-    step, state, meta = checkpoint.Checkpoints(tmp_path).restore(_state(0))
+    step, state, meta = reader.restore(_state(0))
+  reader.close()
   assert step == 2 and meta["block"] == 720
   _assert_identical(state, _state(2))
 
