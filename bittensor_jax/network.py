@@ -371,8 +371,10 @@ def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
   present_NxN = jnp.zeros((N, N), bool).at[:V].set(present_VxN)
   due = block % cfg.weights_rate == 0
   setter_N = (jnp.arange(N) < V) & due & present_NxN.any(-1)
-  sub = sub.replace(block=block)
-  sub, codes_N = chain.set_weights_rows(sub, setter_N, values_NxN, present_NxN)
+  # The extrinsic lands in the block being produced (LastUpdate = block); block_step below then
+  # advances the ledger to that block itself, so the ledger's block is put back in between.
+  sub, codes_N = chain.set_weights_rows(sub.replace(block=block), setter_N, values_NxN,
+                                        present_NxN)
   sub = sub.replace(block=block - 1)
 
   # ---- 4. the chain: mint, epoch when due, pay ---------------------------------------------
