@@ -208,3 +208,29 @@ def test_against_sdk():
     u, w = weights.process_weights(np.arange(n), x, n, min_allowed, limit)
     np.testing.assert_array_equal(np.asarray(u), np.asarray(sdk_u))
     np.testing.assert_allclose(np.asarray(w), np.asarray(sdk_w), rtol=1e-5, atol=1e-7)
+
+
+def _sdk_intents_weights():
+  """bittensor 11.x keeps weight processing in `bittensor.intents.weights` (SPEC.md section 4.2)."""
+  pytest.importorskip("bittensor")
+  try:
+    from bittensor.intents import weights as iw  # pylint: disable=import-outside-toplevel
+  except Exception as err:  # noqa: BLE001
+    pytest.skip(f"bittensor.intents.weights does not import: {err}")
+  return iw
+
+
+def test_against_sdk_11_intents():
+  iw = _sdk_intents_weights()
+  rng = np.random.default_rng(1)
+  for _ in range(200):
+    n = int(rng.integers(1, 30))
+    x = rng.random(n) * (rng.random(n) > 0.3)
+    x[rng.integers(0, n)] += 0.01  # never all zero: the SDK refuses that
+    sdk_uids, sdk_vals = iw.normalize(list(range(n)), x.tolist())
+    values, present = weights.to_u16(x)
+    assert np.flatnonzero(np.asarray(present)).tolist() == sdk_uids
+    assert np.asarray(values)[np.asarray(present)].tolist() == sdk_vals
+    limit = float(rng.choice([0.05, 0.1, 0.3, 0.5, 1.0]))
+    np.testing.assert_allclose(weights.normalize_max_weight(x, limit),
+                               iw.clip_to_max_weight(x.tolist(), limit), rtol=1e-9, atol=1e-12)
