@@ -459,6 +459,7 @@ class Network:
     self.M = num_models(cfg, self.num_devices)
     self.data = self.shard(build_data(cfg, self.num_devices))
     self._run = None  # compiled on first use, when the state's shardings are known
+    self._step = None
 
   def sharding(self, tree):
     """NamedShardings: the model axis M split over devices, everything else replicated."""
@@ -471,6 +472,12 @@ class Network:
 
   def init(self) -> NetworkState:
     return self.shard(init_state(self.cfg, self.num_devices))
+
+  def step(self, state: NetworkState, key: jax.Array) -> tuple[NetworkState, dict]:
+    """`network_step(state, key) -> (state, metrics)`: one block, with this network's data."""
+    if self._step is None:
+      self._step = jax.jit(functools.partial(network_step, self.cfg))
+    return self._step(state, self.data, key)
 
   def run(self, state: NetworkState, num_blocks: int) -> tuple[NetworkState, dict]:
     """Runs `num_blocks` blocks in one compiled call; metrics are stacked over blocks."""

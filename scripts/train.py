@@ -20,6 +20,8 @@ config_flags.DEFINE_config_file(
     " override fields with --config.network.num_servers=12.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory (default runs/<timestamp>); an existing one "
                     "is resumed.")
+flags.DEFINE_string("data_dir", None, "A folder of UTF-8 text files to use instead of the "
+                    "Shakespeare plays (same as --config.network.data_dir).")
 flags.DEFINE_string("coordinator_address", None, "Many hosts: host:port of process 0's "
                     "coordinator (jax.distributed); leave unset for one process.")
 flags.DEFINE_integer("num_processes", 1, "Many hosts: number of processes in the run.")
@@ -38,7 +40,11 @@ def main(argv):
   workdir = FLAGS.workdir or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
   logging.info("process %d/%d, devices %s, workdir %s", jax.process_index(), jax.process_count(),
                jax.devices(), workdir)
-  loop.train_and_evaluate(FLAGS.config, workdir)
+  config = FLAGS.config
+  if FLAGS.data_dir:
+    with config.unlocked():
+      config.network.data_dir = FLAGS.data_dir
+  loop.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

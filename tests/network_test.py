@@ -141,3 +141,12 @@ def test_minority_cabal_does_not_gain_stake_share():
   honest_share = stake[:2].sum() / stake.sum()
   print(f"honest validators' stake share: {honest_share:.4f} (start 0.7)")
   assert honest_share > 0.7
+
+
+def test_network_step_is_one_block_of_run(tiny_run):
+  net, _, m = tiny_run
+  state = net.init()
+  key = jax.random.fold_in(state.key, state.subnet.block)
+  _, one = net.step(state, key)
+  for name in ("ensemble_loss", "quality_K", "stake_N", "total_issuance"):
+    np.testing.assert_array_equal(np.asarray(one[name]), m[name][0], err_msg=name)
