@@ -99,3 +99,23 @@ def test_registration_events_replay(tmp_path):
   loser = min(range(5), key=lambda u: (first["emission"][u], u))
   assert second["emission"][loser] == 0
   assert all(row[loser] == 0 for row in second["bonds"])
+
+
+def test_replays_a_4096_uid_scenario():
+  """The format's largest subnet: 4096 uids, weights, an epoch, a registration by pruning."""
+  n = 4096
+  neurons = [{"hotkey": f"h{i}", "stake": 1e9 if i < 4 else 0, "registered_at": 0,
+              "last_update": 1, "validator_permit": i < 4} for i in range(n)]
+  events = [{"block": 1, "set_weights": {"uid": v, "uids": [100, 4000],
+                                         "values": [65535, 30000]}} for v in range(4)]
+  events += [{"block": 1, "epoch": {"emission": 10**9}},
+             {"block": 2, "register": {"hotkey": "late", "stake": 1}},
+             {"block": 3, "epoch": {"emission": 10**9}}]
+  doc = replay.validate({"name": "big", "hyperparameters": {"max_allowed_uids": n,
+                                                            "immunity_period": 0},
+                         "neurons": neurons, "events": events})
+  first, second = replay.run(doc, warn=pytest.fail)
+  assert sum(first["emission"]) > 10**9 - 2 * n
+  assert first["incentive"][100] > 0 and first["incentive"][4000] > 0
+  pruned = min(range(n), key=lambda u: (first["emission"][u], u))
+  assert second["emission"][pruned] == 0 and len(second["bonds"]) == n
