@@ -274,25 +274,18 @@ def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
   train_one = functools.partial(
       train.local_train, steps=cfg.local_steps, batch=cfg.batch, seq_len=cfg.seq_len,
       teacher_fn=ensemble_teacher if cfg.distill_weight > 0 else None,
-      distill_weight=cfg.distill_weight, model_cfg=mcfg, train_cfg=cfg.train)
+      model_cfg=mcfg, train_cfg=cfg.train)
   keys_M = jax.vmap(lambda m: jax.random.fold_in(k_train, m))(jnp.arange(M))
+  # servers distil; the isolated baseline (model K) and padding never do (weight 0)
+  distill_M = jnp.where(jnp.arange(M) < K, cfg.distill_weight, 0.0).astype(jnp.float32)
   if cfg.local_steps > 0:
     params, opt_state, tm = jax.vmap(
-        lambda p, o, t, n, k, s: train_one(p, o, t, n, k, lr_scale=s))(
+        lambda p, o, t, n, k, s, w: train_one(p, o, t, n, k, lr_scale=s, distill_weight=w))(
             state.params, state.opt_state, data_.server_tokens_MxT, data_.server_lengths_M,
-            keys_M, state.lr_scale_M)
+            keys_M, state.lr_scale_M, distill_M)
     train_loss_M = tm["ce"].mean(-1)
   else:
     params, opt_state, train_loss_M = state.params, state.opt_state, jnp.zeros((M,))
-  # the isolated baseline (model K) never distils: retrain it without the teacher
-  if cfg.distill_weight > 0 and cfg.local_steps > 0:
-    iso = functools.partial(train_one, teacher_fn=None, distill_weight=0.0)
-    pick = lambda t: jax.tree.map(lambda x: x[K], t)
-    ip, io, im = iso(pick(state.params), pick(state.opt_state), data_.server_tokens_MxT[K],
-                     data_.server_lengths_M[K], keys_M[K], lr_scale=state.lr_scale_M[K])
-    params = jax.tree.map(lambda a, b: a.at[K].set(b), params, ip)
-    opt_state = jax.tree.map(lambda a, b: a.at[K].set(b), opt_state, io)
-    train_loss_M = train_loss_M.at[K].set(im["ce"].mean())
   # copiers do not train; every copy_lag blocks they take a copy of their target's model
   is_copier_M = jnp.zeros((M,), bool).at[:K].set(state.behaviour_K == COPIER)
   params = jax.tree.map(lambda new, old: jnp.where(_bcast(is_copier_M, new), old, new),
