@@ -1,4 +1,6 @@
 """Tests for bittensor_jax.weights (SPEC.md §4.2), mirroring bittensor.utils.weight_utils."""
+import importlib
+
 import chex
 import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
@@ -179,17 +181,17 @@ def test_bad_input_raises():
     weights.process_weights(np.arange(2), np.array([1.0, 2.0]), 2, 1, -0.1)
 
 
-def _sdk_weight_utils():
+def _sdk_module(name):
+  """A module of the optional `bittensor` SDK, or a skip when it is absent or does not import."""
   pytest.importorskip("bittensor")
   try:
-    from bittensor.utils import weight_utils  # pylint: disable=import-outside-toplevel
-  except Exception as err:  # noqa: BLE001  (torch/numpy mismatches etc.)
-    pytest.skip(f"bittensor.utils.weight_utils does not import: {err}")
-  return weight_utils
+    return importlib.import_module(name)
+  except Exception as err:  # noqa: BLE001  (torch/numpy mismatches, SDK layout changes etc.)
+    pytest.skip(f"{name} does not import: {err}")
 
 
 def test_against_sdk():
-  wu = _sdk_weight_utils()
+  wu = _sdk_module("bittensor.utils.weight_utils")  # SDK before 11.x
   rng = np.random.default_rng(0)
   for _ in range(50):
     n = int(rng.integers(1, 20))
@@ -210,18 +212,8 @@ def test_against_sdk():
     np.testing.assert_allclose(np.asarray(w), np.asarray(sdk_w), rtol=1e-5, atol=1e-7)
 
 
-def _sdk_intents_weights():
-  """bittensor 11.x keeps weight processing in `bittensor.intents.weights` (SPEC.md section 4.2)."""
-  pytest.importorskip("bittensor")
-  try:
-    from bittensor.intents import weights as iw  # pylint: disable=import-outside-toplevel
-  except Exception as err:  # noqa: BLE001
-    pytest.skip(f"bittensor.intents.weights does not import: {err}")
-  return iw
-
-
 def test_against_sdk_11_intents():
-  iw = _sdk_intents_weights()
+  iw = _sdk_module("bittensor.intents.weights")  # SDK 11.x (SPEC.md section 4.2)
   rng = np.random.default_rng(1)
   for _ in range(200):
     n = int(rng.integers(1, 30))
