@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from bittensor_jax import ledger, yuma  # noqa: E402
+from bittensor_jax.chain import ledger, yuma  # noqa: E402
 
 
 def make_subnets(num, n, seed=0):

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from bittensor_jax import chain, data, distributed, emission, ledger, registration, scoring
+from bittensor_jax import chain, data, distributed, scoring
+from bittensor_jax.chain import emission, ledger, registration
 from bittensor_jax import weights
 from bittensor_jax.neurons import train, transformer
 

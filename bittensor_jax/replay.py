@@ -151,7 +151,8 @@ def run(doc: dict, *, warn=None) -> Iterator[dict]:
 
   Each yielded dict also carries `_expect`, `_tolerance` and `_event` for `check`.
   """
-  from bittensor_jax import chain, ledger, registration, yuma  # after x64 is set
+  from bittensor_jax import chain
+  from bittensor_jax.chain import ledger, registration, yuma  # after x64 is set
   hyper_kw = {k: v for k, v in doc.get("hyperparameters", {}).items() if k != "max_allowed_uids"}
   try:
     hyper = ledger.Hyper.create(**hyper_kw)

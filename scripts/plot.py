@@ -10,7 +10,8 @@ import pathlib
 
 from absl import app, flags
 
-from bittensor_jax import emission, loop, plots
+from bittensor_jax import loop, plots
+from bittensor_jax.chain import emission
 
 flags.DEFINE_string("workdir", None, "Run directory written by scripts/train.py.", required=True)
 flags.DEFINE_float("years", 40.0, "Horizon of the supply schedule plot.")

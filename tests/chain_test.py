@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bittensor_jax import chain, emission, ledger, registration
+from bittensor_jax import chain
+from bittensor_jax.chain import emission, ledger, registration
 
 
 def subnet(n=6, cap=None, **hyper):

@@ -1,4 +1,4 @@
-"""Tests for bittensor_jax.emission (SPEC.md §3.1) against tests/testdata/chain/emission_schedule.json."""
+"""Tests for bittensor_jax.chain.emission (SPEC.md §3.1) against tests/testdata/chain/emission_schedule.json."""
 import json
 
 import chex
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from bittensor_jax import emission
+from bittensor_jax.chain import emission
 
 T = emission.TOTAL_SUPPLY_RAO
 issuances = st.integers(min_value=0, max_value=T + 10**12)

@@ -1,4 +1,4 @@
-"""Every vector of kernels.json (SPEC.md section 7.1) against bittensor_jax.kernels."""
+"""Every vector of kernels.json (SPEC.md section 7.1) against bittensor_jax.chain.kernels."""
 import json
 
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bittensor_jax import kernels as K
+from bittensor_jax.chain import kernels as K
 from conftest import CHAIN_DATA
 
 KERNELS = json.loads((CHAIN_DATA / "kernels.json").read_text())

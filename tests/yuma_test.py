@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bittensor_jax import ledger, yuma
+from bittensor_jax.chain import ledger, yuma
 
 SETTINGS = settings(max_examples=25, deadline=None)
 

@@ -20,8 +20,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from bittensor_jax import kernels as K
-from bittensor_jax.ledger import Subnet
+from bittensor_jax.chain import kernels as K
+from bittensor_jax.chain.ledger import Subnet
 
 VARIANTS = ("current", "yuma1_2023", "liquid_alpha_v1")
 

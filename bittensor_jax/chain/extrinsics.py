@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bittensor_jax import emission as emission_lib
-from bittensor_jax import kernels as K
-from bittensor_jax import yuma
-from bittensor_jax.ledger import Subnet
+from bittensor_jax.chain import emission as emission_lib
+from bittensor_jax.chain import kernels as K
+from bittensor_jax.chain import yuma
+from bittensor_jax.chain.ledger import Subnet
 
 
 class Rejection(enum.IntEnum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from bittensor_jax.ledger import Subnet
+from bittensor_jax.chain.ledger import Subnet
 
 NO_UID = -1
 
