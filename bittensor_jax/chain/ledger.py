@@ -231,13 +231,15 @@ def _check_range(name: str, arr: np.ndarray, lo, hi, *, integer: bool) -> None:
     if not np.isfinite(arr).all():
       raise ValueError(f"{name}: contains NaN or inf")
     if integer and (arr != np.floor(arr)).any():
-      raise ValueError(f"{name}: expected integers, got {arr[arr != np.floor(arr)].flat[0]!r}")
+      first = arr[arr != np.floor(arr)].flat[0].item()
+      raise ValueError(f"{name}: expected integers, got {first!r}")
   if (arr < lo).any():
-    raise ValueError(f"{name}: {arr[arr < lo].flat[0]!r} is below {lo}"
+    raise ValueError(f"{name}: {arr[arr < lo].flat[0].item()!r} is below {lo}"
                      + (" (negative)" if lo == 0 else ""))
   if (arr > hi).any():
-    raise ValueError(f"{name}: {arr[arr > hi].flat[0]!r} is above the largest value the chain "
-                     f"or this ledger can hold ({hi})")
+    first = arr[arr > hi].flat[0].item()
+    raise ValueError(f"{name}: {first!r} is above the largest value the chain or this ledger "
+                     f"can hold ({hi})")
 
 
 def _scalar(name: str, v, lo, hi) -> int:
@@ -357,8 +359,9 @@ def check_hyper_leaves(h: Hyper) -> None:
         raise HyperError(name, f"expected a bool leaf, got dtype {v.dtype}")
       continue
     try:
-      _check_range(f"hyperparameter {name}", v, lo, min(hi, I64_MAX),
-                   integer=name not in _FLOAT_HYPER)
+      floating = name in _FLOAT_HYPER
+      _check_range(f"hyperparameter {name}", v, lo, float(hi) if floating else min(hi, I64_MAX),
+                   integer=not floating)
     except ValueError as e:
       raise HyperError(name, str(e).split(": ", 1)[1]) from e
   if (np.asarray(h.alpha_low) > np.asarray(h.alpha_high)).any():
