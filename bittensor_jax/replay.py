@@ -98,9 +98,14 @@ def _is_int(x) -> bool:
   return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _key(key: str) -> str:
+  """A key as it appears in a field path: plain if it is a simple name, else JSON-quoted."""
+  return key if re.fullmatch(r"[A-Za-z0-9_]+", key) else json.dumps(key)
+
+
 def _known_keys(obj: dict, allowed, where: str) -> None:
   for key in obj:
-    _need(key in allowed, f"{where}.{key}" if where else str(key),
+    _need(key in allowed, f"{where}.{_key(key)}" if where else _key(key),
           f"unknown key; known: {', '.join(allowed)}")
 
 
@@ -142,11 +147,11 @@ def _check_expect(expect: Any, where: str, cap: int) -> None:
     if key == "bonds":
       _need(isinstance(want, dict), w, 'must map "row uid" to {"col uid": u16}')
       for r, cols in want.items():
-        _need(bool(_UID_KEY.fullmatch(r)) and int(r) < cap, f"{w}.{r}",
+        _need(bool(_UID_KEY.fullmatch(r)) and int(r) < cap, f"{w}.{_key(r)}",
               f"row must be a uid in [0, {cap})")
         _need(isinstance(cols, dict), f"{w}.{r}", 'must map "col uid" to a u16')
         for c, v in cols.items():
-          _need(bool(_UID_KEY.fullmatch(c)) and int(c) < cap, f"{w}.{r}.{c}",
+          _need(bool(_UID_KEY.fullmatch(c)) and int(c) < cap, f"{w}.{r}.{_key(c)}",
                 f"column must be a uid in [0, {cap})")
           _need(_is_num(v), f"{w}.{r}.{c}", f"must be a number, got {_show(v)}")
     elif key in BOOL_KEYS:
