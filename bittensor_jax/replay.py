@@ -454,7 +454,7 @@ _HELP_ARGS = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
 
 def usage() -> str:
   return (f"{__doc__}\nUsage: python -m bittensor_jax.replay [--check] [--summary] FILE "
-          f"[FILE ...]\n\nFlags:\n{_FLAGS.get_help()}\n")
+          f"[FILE ...]\n\nFlags:\n{_FLAGS.get_help(include_special_flags=False)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

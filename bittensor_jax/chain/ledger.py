@@ -39,8 +39,9 @@ def require_x64() -> None:
 # Bounds of the chain's storage types and of this ledger (int64 blocks and rao).
 U64_MAX = 2**64 - 1
 I64_MAX = 2**63 - 1
-# Blocks (current block, last_update, registered_at, last epoch) are int64 here. The bound leaves
-# headroom for the epoch's int64 sums: last_update + activity cutoff (< 2^49) and block + 1.
+# Blocks (current block, last_update, registered_at, last epoch) are int64 here (the chain: u64).
+# The bound leaves headroom for the epoch's int64 sums, last_update + activity cutoff (the cutoff
+# is u32 factor * u16 tempo / 1000 < 2^39) and block_step's block + 1, so none can overflow.
 MAX_BLOCK = 2**62
 # Rao amounts the ledger holds in int64 (epoch emission E, pending emission, issuance).
 MAX_RAO = I64_MAX
