@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bittensor_jax import chain, replay
-from bittensor_jax.chain import ledger, registration, yuma
+from bittensor_jax.chain import ledger, yuma
 
 N = 4
 # Companion values a hyperparameter at an end of its range needs to be a consistent state.
