@@ -232,3 +232,15 @@ def test_add_stake_refuses_a_stake_above_u64():
     chain.add_stake(sub.replace(stake_N=sub.stake_N.at[0].set(1.8e19)), 0, 1e18)
   with pytest.raises(ValueError, match="amount"):
     chain.add_stake(sub, 0, float("nan"))
+
+
+def test_rate_limit_passes_a_uid_that_never_set_weights():
+  """`check_rate_limit`: last_update 0 (the storage default) is "never set" and passes."""
+  sub = ledger.subnet_from_neurons([1.0, 1.0], [0, 0], [0, 3], [True, True], block=5,
+                                   hyper=ledger.Hyper.create(weights_set_rate_limit=100))
+  sub, reason = chain.set_weights(sub, 0, [1], [1])
+  assert reason is None and int(sub.last_update_N[0]) == 5
+  _, reason = chain.set_weights(sub, 1, [0], [1])  # last update at block 3: 2 < 100 blocks ago
+  assert "rate_limit" in reason
+  _, reason = chain.set_weights(sub, 0, [1], [2])  # now it has set weights: limited too
+  assert "rate_limit" in reason

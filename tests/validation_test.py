@@ -195,12 +195,12 @@ def test_check_subnet_refuses_state_out_of_range():
 def test_rate_limit_u64_max_blocks_every_later_call():
   """u64 max is held saturated in int64; no block difference reaches it, so every call waits."""
   def fresh(limit):
-    return ledger.subnet_from_neurons([1.0, 1.0], [0, 0], [0, 0], [True, True],
+    return ledger.subnet_from_neurons([1.0, 1.0], [0, 0], [1, 1], [True, True],
                                       hyper=ledger.Hyper.create(weights_set_rate_limit=limit),
                                       block=ledger.MAX_BLOCK)
   _, reason = chain.set_weights(fresh(2**64 - 1), 0, [1], [1])
   assert "rate_limit" in reason
-  _, reason = chain.set_weights(fresh(ledger.MAX_BLOCK + 1), 0, [1], [1])
-  assert "rate_limit" in reason
   _, reason = chain.set_weights(fresh(ledger.MAX_BLOCK), 0, [1], [1])
+  assert "rate_limit" in reason  # MAX_BLOCK - 1 blocks since the last update
+  _, reason = chain.set_weights(fresh(ledger.MAX_BLOCK - 1), 0, [1], [1])
   assert reason is None

@@ -72,8 +72,10 @@ def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
   checks = [  # in the chain's order; the first failing one is reported
       (Rejection.NOT_REGISTERED, ~subnet.in_use_N),
       (Rejection.STAKE_BELOW_THRESHOLD, jnp.floor(subnet.stake_N) < h.stake_threshold),
+      # `check_rate_limit`: last_update 0 is the storage default ("never set weights") and passes
       (Rejection.RATE_LIMITED,
-       (h.weights_set_rate_limit > 0) & (b - subnet.last_update_N < h.weights_set_rate_limit)),
+       (h.weights_set_rate_limit > 0) & (subnet.last_update_N != 0)
+       & (b - subnet.last_update_N < h.weights_set_rate_limit)),
       (Rejection.NO_VALIDATOR_PERMIT, ~(subnet.permit_N | self_only_N | owner_N)),
       (Rejection.UID_NOT_REGISTERED, (present & ~subnet.in_use_N[None, :]).any(1)),
       (Rejection.TOO_FEW_WEIGHTS, ~self_only_N & (count_N < min_len)),
