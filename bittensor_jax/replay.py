@@ -25,7 +25,7 @@ BOOL_KEYS = ("active", "validator_permit")
 EXPECT_KEYS = PROPORTION_KEYS + AMOUNT_KEYS + BOOL_KEYS + ("bonds",)
 DEFAULT_TOLERANCE = {**{k: 1e-6 for k in PROPORTION_KEYS}, **{k: 2 for k in AMOUNT_KEYS},
                      "bonds": 1}
-EVENT_KINDS = ("set_weights", "register", "add_stake", "reset_bonds", "epoch")
+EVENT_KINDS = ("set_weights", "commit_weights", "register", "add_stake", "reset_bonds", "epoch")
 MAX_UIDS = 4096
 
 
@@ -92,7 +92,7 @@ def validate(doc: Any) -> dict:
     kind, body = kinds[0], ev[kinds[0]]
     w = f"{w}.{kind}"
     _need(isinstance(body, dict), w, "must be an object")
-    if kind == "set_weights":
+    if kind in ("set_weights", "commit_weights"):
       for key in ("uid", "uids", "values"):
         _need(key in body, f"{w}.{key}", "missing")
       _need(_is_int(body["uid"]) and body["uid"] >= 0, f"{w}.uid", "must be a uid")
@@ -152,7 +152,7 @@ def run(doc: dict, *, warn=None) -> Iterator[dict]:
   Each yielded dict also carries `_expect`, `_tolerance` and `_event` for `check`.
   """
   from bittensor_jax import chain
-  from bittensor_jax.chain import ledger, registration, yuma  # after x64 is set
+  from bittensor_jax.chain import commit_reveal, ledger, registration, yuma  # after x64 is set
   hyper_kw = {k: v for k, v in doc.get("hyperparameters", {}).items() if k != "max_allowed_uids"}
   try:
     hyper = ledger.Hyper.create(**hyper_kw)
@@ -171,12 +171,13 @@ def run(doc: dict, *, warn=None) -> Iterator[dict]:
     sub = sub.replace(block=np.int64(block))
     kind = next(x for x in ev if x != "block")
     body = ev[kind]
-    if kind == "set_weights":
+    if kind in ("set_weights", "commit_weights"):
       if body["uid"] >= cap:
-        raise ScenarioError(f"events[{k}].set_weights.uid: {body['uid']} is outside [0, {cap})")
-      sub, reason = chain.set_weights(sub, body["uid"], body["uids"], body["values"])
+        raise ScenarioError(f"events[{k}].{kind}.uid: {body['uid']} is outside [0, {cap})")
+      fn = chain.set_weights if kind == "set_weights" else chain.commit_weights
+      sub, reason = fn(sub, body["uid"], body["uids"], body["values"])
       if reason:
-        warn(f"{doc['name']}: events[{k}] set_weights by uid {body['uid']} rejected: {reason}")
+        warn(f"{doc['name']}: events[{k}] {kind} by uid {body['uid']} rejected: {reason}")
     elif kind == "register":
       sub, uid, _ = registration.register(sub, np.float64(body.get("stake", 0)))
       uid = int(uid)
@@ -197,6 +198,7 @@ def run(doc: dict, *, warn=None) -> Iterator[dict]:
       if reason:
         warn(f"{doc['name']}: events[{k}] reset_bonds rejected: {reason}")
     else:
+      sub = commit_reveal.reveal_due(sub)  # due commits become weights first (commit-reveal)
       sub, out = yuma.epoch(sub, np.int64(body["emission"]))
       res = {"scenario": doc["name"], "block": block, **_outputs(out, int(sub.n))}
       res["_expect"] = body.get("expect", {})

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bittensor_jax.chain import commit_reveal
 from bittensor_jax.chain import emission as emission_lib
 from bittensor_jax.chain import kernels as K
 from bittensor_jax.chain import yuma
@@ -32,6 +33,9 @@ class Rejection(enum.IntEnum):
   TOO_FEW_WEIGHTS = 6
   MAX_WEIGHT_EXCEEDED = 7
   DUPLICATE_UIDS = 8
+  COMMIT_REVEAL_ENABLED = 9
+  COMMIT_REVEAL_DISABLED = 10
+  TOO_MANY_COMMITS = 11
 
 
 REASONS = {
@@ -44,20 +48,15 @@ REASONS = {
     Rejection.TOO_FEW_WEIGHTS: "fewer weights than min(n, min_allowed_weights)",
     Rejection.MAX_WEIGHT_EXCEEDED: "a normalized weight exceeds max_weights_limit",
     Rejection.DUPLICATE_UIDS: "duplicate uids",
+    Rejection.COMMIT_REVEAL_ENABLED: "commit-reveal is enabled; use commit_weights",
+    Rejection.COMMIT_REVEAL_DISABLED: "commit-reveal is disabled; use set_weights",
+    Rejection.TOO_MANY_COMMITS: "too many unrevealed commits",
 }
 
 
-@jax.jit
-def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
-                     present_NxN: jax.Array) -> tuple[Subnet, jax.Array]:
-  """Every uid with `setter_N` submits the row `values_NxN[i]` (u16, presence `present_NxN[i]`).
-
-  Accepted rows are stored max-upscaled (`vec_u16_max_upscale_to_u16`) with their presence
-  (explicit zeros stay present), and `last_update` becomes the current block (commit-reveal off).
-
-  Returns:
-    (subnet, code_N): the new ledger and a `Rejection` code per uid (0 where accepted or not set).
-  """
+def _check_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
+                present_NxN: jax.Array, *, commit: bool):
+  """(code_N, present_NxN, stored_NxN): the chain's checks of one weight row per setter."""
   h = subnet.hyper
   N = subnet.in_use_N.shape[-1]
   uid_N = jnp.arange(N)
@@ -68,7 +67,10 @@ def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
   self_only_N = (count_N == 1) & present[uid_N, uid_N]
   owner_N = uid_N == h.subnet_owner_uid
   min_len = jnp.minimum(n, h.min_allowed_weights)
+  cr_on_N = jnp.broadcast_to(h.commit_reveal_weights_enabled, (N,))
   checks = [  # in the chain's order; the first failing one is reported
+      (Rejection.COMMIT_REVEAL_DISABLED, ~cr_on_N) if commit else
+      (Rejection.COMMIT_REVEAL_ENABLED, cr_on_N),
       (Rejection.NOT_REGISTERED, ~subnet.in_use_N),
       (Rejection.STAKE_BELOW_THRESHOLD, jnp.floor(subnet.stake_N) < h.stake_threshold),
       (Rejection.RATE_LIMITED,
@@ -78,13 +80,30 @@ def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
       (Rejection.TOO_FEW_WEIGHTS, ~self_only_N & (count_N < min_len)),
       (Rejection.MAX_WEIGHT_EXCEEDED,
        ~K.check_max_limited(values_NxN, h.max_weights_limit, present)),
-  ]
+  ] + ([(Rejection.TOO_MANY_COMMITS, commit_reveal.full_N(subnet))] if commit else [])
   code_N = jnp.zeros((N,), jnp.int32)
   for code, bad_N in reversed(checks):
     code_N = jnp.where(bad_N, int(code), code_N)
   code_N = jnp.where(setter_N, code_N, 0)
-  ok_N = setter_N & (code_N == 0)
   stored = K.max_upscale_u16(jnp.where(present, values_NxN, 0).astype(jnp.float64))
+  return code_N, present, stored
+
+
+@jax.jit
+def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
+                     present_NxN: jax.Array) -> tuple[Subnet, jax.Array]:
+  """Every uid with `setter_N` submits the row `values_NxN[i]` (u16, presence `present_NxN[i]`).
+
+  Accepted rows are stored max-upscaled (`vec_u16_max_upscale_to_u16`) with their presence
+  (explicit zeros stay present), and `last_update` becomes the current block. While commit-reveal
+  is enabled every call is rejected (`commit_weights_rows` instead).
+
+  Returns:
+    (subnet, code_N): the new ledger and a `Rejection` code per uid (0 where accepted or not set).
+  """
+  code_N, present, stored = _check_rows(subnet, setter_N, values_NxN, present_NxN, commit=False)
+  ok_N = setter_N & (code_N == 0)
+  b = subnet.block
   new = subnet.replace(
       weights_NxN=jnp.where(ok_N[:, None], stored, subnet.weights_NxN),
       has_weight_NxN=jnp.where(ok_N[:, None], present, subnet.has_weight_NxN),
@@ -92,25 +111,64 @@ def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
   return new, code_N
 
 
+@jax.jit
+def commit_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
+                        present_NxN: jax.Array) -> tuple[Subnet, jax.Array]:
+  """Every uid with `setter_N` commits the row `values_NxN[i]` (docs/chain.md §1.6 item 4).
+
+  Needs `commit_reveal_weights_enabled`. The set_weights checks apply, then a full FIFO
+  (`COMMIT_SLOTS` pending commits) rejects. An accepted row is appended to the uid's FIFO as it
+  would be stored (max-upscaled, explicit zeros present) and `last_update` becomes the current
+  block; `commit_reveal.reveal_due` stores it as weights `reveal_period_epochs` epochs later.
+
+  Returns:
+    (subnet, code_N): the new ledger and a `Rejection` code per uid (0 where accepted or not set).
+  """
+  code_N, present, stored = _check_rows(subnet, setter_N, values_NxN, present_NxN, commit=True)
+  ok_N = setter_N & (code_N == 0)
+  return commit_reveal.push(subnet, ok_N, stored, present), code_N
+
+
 def set_weights(subnet: Subnet, uid: int, uids, values) -> tuple[Subnet, str | None]:
   """One `set_weights` extrinsic at the current block: (new subnet, None) or (unchanged, reason).
 
   Malformed arguments (wrong lengths, values outside u16, negative or non-integer uids) raise a
-  ValueError naming the argument; calls the chain would reject return its reason instead.
+  ValueError naming the argument; calls the chain would reject return its reason instead
+  (while commit-reveal is enabled: "commit-reveal is enabled; use commit_weights").
   """
+  return _one_row("set_weights", set_weights_rows, subnet, uid, uids, values)
+
+
+def commit_weights(subnet: Subnet, uid: int, uids, values) -> tuple[Subnet, str | None]:
+  """One `commit_weights` extrinsic at the current block: (new subnet, None) or (unchanged, reason).
+
+  The row is revealed automatically before the first epoch at least `reveal_period_epochs`
+  epochs later (docs/chain.md §1.6 item 4). Arguments are checked as for `set_weights`; the chain's
+  rejections (commit-reveal disabled, the set_weights checks, "too many unrevealed commits") are
+  returned as reasons.
+  """
+  return _one_row("commit_weights", commit_weights_rows, subnet, uid, uids, values)
+
+
+def _one_row(name: str, rows_fn, subnet: Subnet, uid: int, uids, values):
+  """Validates one call's arguments on the host and runs `rows_fn` for that uid alone."""
   N = subnet.in_use_N.shape[-1]
   uids_a, values_a = np.asarray(uids), np.asarray(values)
   if uids_a.ndim != 1 or values_a.ndim != 1 or uids_a.shape != values_a.shape:
-    raise ValueError(f"set_weights: uids and values must be 1-D of the same length, got shapes "
+    raise ValueError(f"{name}: uids and values must be 1-D of the same length, got shapes "
                      f"{uids_a.shape} and {values_a.shape}")
   if uids_a.size and (not np.issubdtype(uids_a.dtype, np.integer)):
-    raise ValueError(f"set_weights uids: expected integers, got dtype {uids_a.dtype}")
+    raise ValueError(f"{name} uids: expected integers, got dtype {uids_a.dtype}")
   if values_a.size and (not np.isfinite(values_a.astype(float)).all()
                         or (values_a < 0).any() or (values_a > K.U16_MAX).any()
                         or (values_a != np.floor(values_a)).any()):
-    raise ValueError("set_weights values: expected u16 integers in [0, 65535]")
+    raise ValueError(f"{name} values: expected u16 integers in [0, 65535]")
   if not 0 <= int(uid) < N:
-    raise ValueError(f"set_weights uid: {uid} is outside the subnet's uid range [0, {N})")
+    raise ValueError(f"{name} uid: {uid} is outside the subnet's uid range [0, {N})")
+  cr_on = bool(subnet.hyper.commit_reveal_weights_enabled)
+  if cr_on != (name == "commit_weights"):  # the chain checks this first
+    return subnet, REASONS[Rejection.COMMIT_REVEAL_ENABLED if cr_on else
+                           Rejection.COMMIT_REVEAL_DISABLED]
   if (uids_a < 0).any() or (uids_a >= N).any():
     return subnet, REASONS[Rejection.UID_NOT_REGISTERED]
   if len(set(uids_a.tolist())) != len(uids_a):
@@ -120,7 +178,7 @@ def set_weights(subnet: Subnet, uid: int, uids, values) -> tuple[Subnet, str | N
   row[uid, uids_a] = values_a.astype(np.int32)
   pres[uid, uids_a] = True
   setter = np.arange(N) == uid
-  new, code = set_weights_rows(subnet, jnp.asarray(setter), jnp.asarray(row), jnp.asarray(pres))
+  new, code = rows_fn(subnet, jnp.asarray(setter), jnp.asarray(row), jnp.asarray(pres))
   code = int(code[uid])
   if code:
     return subnet, REASONS[Rejection(code)]
@@ -178,6 +236,7 @@ def block_step(subnet: Subnet, *, variant: str = "current", dtype=None):
   due = subnet.block - subnet.last_epoch_block >= subnet.hyper.tempo
 
   def run(s):
+    s = commit_reveal.reveal_due(s)  # due commits become weights just before the epoch
     s2, out = yuma.epoch(s, s.pending_emission, variant=variant, dtype=dtype)
     s2 = pay(s2, out)
     return s2.replace(pending_emission=s.pending_emission - paid_total(out)), out

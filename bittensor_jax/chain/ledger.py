@@ -26,6 +26,8 @@ import numpy as np
 
 U16_MAX = 65535
 NO_OWNER = -1
+COMMIT_SLOTS = 4  # pending commit-reveal commits per uid (a FIFO of static shape, docs/chain.md §1.6)
+_I64_MAX = 2**63 - 1
 
 
 def require_x64() -> None:
@@ -60,8 +62,11 @@ HYPER_SPEC: dict[str, tuple[Any, float, float]] = {
     "weights_set_rate_limit": (0, 0, 1 << 40),
     "min_allowed_weights": (0, 0, 1 << 20),
     "max_weights_limit": (U16_MAX, 0, U16_MAX),
+    "commit_reveal_weights_enabled": (False, 0, 1),
+    "reveal_period_epochs": (1, 0, 2**64 - 1),
 }
-_BOOL_HYPER = ("yuma3_enabled", "liquid_alpha_enabled", "bonds_reset_enabled")
+_BOOL_HYPER = ("yuma3_enabled", "liquid_alpha_enabled", "bonds_reset_enabled",
+               "commit_reveal_weights_enabled")
 _FLOAT_HYPER = ("stake_threshold",)
 
 
@@ -87,6 +92,8 @@ class Hyper:
   weights_set_rate_limit: jax.Array
   min_allowed_weights: jax.Array
   max_weights_limit: jax.Array
+  commit_reveal_weights_enabled: jax.Array
+  reveal_period_epochs: jax.Array
 
   @classmethod
   def create(cls, **overrides) -> "Hyper":
@@ -105,7 +112,7 @@ class Hyper:
         raise ValueError(f"hyperparameter {name}: expected a number, got {v!r}")
       if isinstance(v, float) and not math.isfinite(v):
         raise ValueError(f"hyperparameter {name}: must be finite, got {v!r}")
-      if name not in _FLOAT_HYPER and name not in _BOOL_HYPER and float(v) != int(v):
+      if name not in _FLOAT_HYPER and name not in _BOOL_HYPER and v != int(v):
         raise ValueError(f"hyperparameter {name}: must be an integer, got {v!r}")
       if not lo <= v <= hi:
         raise ValueError(f"hyperparameter {name}: {v!r} is outside [{lo}, {hi}]")
@@ -113,8 +120,8 @@ class Hyper:
         values[name] = jnp.asarray(bool(v))
       elif name in _FLOAT_HYPER:
         values[name] = jnp.asarray(float(v), jnp.float64)
-      else:
-        values[name] = jnp.asarray(int(v), jnp.int64)
+      else:  # u64 values beyond int64 saturate: no reachable block or epoch count gets there
+        values[name] = jnp.asarray(min(int(v), _I64_MAX), jnp.int64)
     if values["alpha_low"] > values["alpha_high"]:
       raise ValueError("hyperparameter alpha_low: must be <= alpha_high")
     return cls(**values)
@@ -142,6 +149,14 @@ class Subnet:
   last_epoch_block: jax.Array     # i64[] block of the last epoch (0 = none yet)
   pending_emission: jax.Array     # i64[] rao minted since the last epoch, paid at the next
   total_issuance: jax.Array       # i64[] rao
+  # commit-reveal (docs/chain.md §1.6 item 4): per uid a FIFO of C = COMMIT_SLOTS pending commits,
+  # oldest first; slots at and after commit_count_N[i] are empty
+  epoch_count: jax.Array          # i64[] epochs run so far
+  commit_count_N: jax.Array       # i32[N] pending commits of each uid
+  commit_block_NxC: jax.Array     # i64[N,C] block of each commit
+  commit_epoch_NxC: jax.Array     # i64[N,C] epoch_count at each commit
+  commit_weights_NxCxN: jax.Array  # u16[N,C,N] committed rows, max-upscaled as set_weights stores
+  commit_present_NxCxN: jax.Array  # bool[N,C,N] entry present (explicit zeros kept)
   hyper: Hyper
 
   @property
@@ -172,6 +187,11 @@ def empty_subnet(capacity: int, hyper: Hyper | None = None, *, block: int = 0,
       block=jnp.asarray(block, jnp.int64), last_epoch_block=jnp.asarray(0, jnp.int64),
       pending_emission=jnp.asarray(0, jnp.int64),
       total_issuance=jnp.asarray(total_issuance, jnp.int64),
+      epoch_count=jnp.asarray(0, jnp.int64), commit_count_N=z(jnp.int32),
+      commit_block_NxC=jnp.zeros((N, COMMIT_SLOTS), jnp.int64),
+      commit_epoch_NxC=jnp.zeros((N, COMMIT_SLOTS), jnp.int64),
+      commit_weights_NxCxN=jnp.zeros((N, COMMIT_SLOTS, N), jnp.uint16),
+      commit_present_NxCxN=jnp.zeros((N, COMMIT_SLOTS, N), bool),
       hyper=hyper if hyper is not None else Hyper.create())
 
 

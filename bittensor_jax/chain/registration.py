@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from bittensor_jax.chain import commit_reveal
 from bittensor_jax.chain.ledger import Subnet
 
 NO_UID = -1
@@ -40,13 +41,17 @@ def neuron_to_prune(subnet: Subnet) -> jax.Array:
 
 
 def clear_uid(subnet: Subnet, uid: jax.Array, stake: jax.Array) -> Subnet:
-  """Resets `uid` for a new occupant registered at the current block (SPEC.md section 5.3)."""
+  """Resets `uid` for a new occupant registered at the current block (SPEC.md section 5.3).
+
+  The uid's pending commit-reveal commits are dropped with it (docs/chain.md §1.6 item 4).
+  """
   N = subnet.in_use_N.shape[-1]
   hit_N = jnp.arange(N) == uid
   b = subnet.block
   row = hit_N[:, None]
   col = hit_N[None, :]
   zero = lambda x: jnp.where(hit_N, jnp.zeros_like(x), x)
+  subnet = commit_reveal.clear(subnet, hit_N)
   return subnet.replace(
       in_use_N=subnet.in_use_N | hit_N,
       stake_N=jnp.where(hit_N, jnp.asarray(stake, subnet.stake_N.dtype), subnet.stake_N),

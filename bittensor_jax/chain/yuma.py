@@ -20,6 +20,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from bittensor_jax.chain import commit_reveal
 from bittensor_jax.chain import kernels as K
 from bittensor_jax.chain.ledger import Subnet
 
@@ -122,8 +123,9 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
   eye = jnp.eye(N, dtype=bool)
   diag_keep = eye & owner_N[:, None]
   outdated_NxN = subnet.last_update_N[:, None] <= subnet.registered_at_N[None, :]
+  cr_drop_NxN = commit_reveal.drop_NxN(subnet) & (not legacy)  # item 4, commit-reveal
   M = (subnet.has_weight_NxN & in_use_N[:, None] & in_use_N[None, :] & p_N[:, None]
-       & ~(eye & ~diag_keep) & ~outdated_NxN)
+       & ~(eye & ~diag_keep) & ~outdated_NxN & ~cr_drop_NxN)
   W = K.row_normalize(jnp.where(M, _as(subnet.weights_NxN, dt), 0))
 
   # 1.7 consensus, 1.8 clipping, trust, incentive
@@ -212,7 +214,8 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
   new = subnet.replace(
       bonds_NxN=bonds, has_bond_NxN=has_bond, permit_N=p_new_N, active_N=active_N,
       consensus_N=f64(C_N), validator_trust_N=f64(Tv_N), incentive_N=f64(I_N),
-      dividends_N=f64(D_N), emission_N=out.emission_N, last_epoch_block=b)
+      dividends_N=f64(D_N), emission_N=out.emission_N, last_epoch_block=b,
+      epoch_count=subnet.epoch_count + 1)
   return new, out
 
 
