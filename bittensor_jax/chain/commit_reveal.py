@@ -85,8 +85,8 @@ def reveal_due(subnet: Subnet) -> Subnet:
   A pending commit made when `epoch_count` was c is due when `epoch_count - c >=
   reveal_period_epochs`. Due commits are applied in FIFO order as set_weights stores weights
   (the row is replaced, explicit zeros are present), so the newest due commit of a uid gives its
-  row; `last_update` is not changed (docs/chain.md §1.6 item 4). Commits are appended in time order,
-  so the due ones are always a prefix of the FIFO. The reveal does not look at
+  row; `last_update` is not changed (docs/chain.md §1.6 item 4). Commits are appended in time
+  order, so the due ones are always a prefix of the FIFO. The reveal does not look at
   `commit_reveal_weights_enabled`: commits left pending when commit-reveal is switched off are
   still revealed when due.
 

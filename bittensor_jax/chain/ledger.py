@@ -26,7 +26,7 @@ import numpy as np
 
 U16_MAX = 65535
 NO_OWNER = -1
-COMMIT_SLOTS = 4  # pending commit-reveal commits per uid (a FIFO of static shape, docs/chain.md §1.6)
+COMMIT_SLOTS = 4  # pending commit-reveal commits per uid: a FIFO of static shape (chain.md §1.6)
 _I64_MAX = 2**63 - 1
 
 
