@@ -96,8 +96,9 @@ def test_the_checks_catch_a_violation():
   g = {m: set(d) for m, d in graph().items()}
   g["bittensor_jax.chain.kernels"] |= {"bittensor_jax.scoring", "optax"}
   g["bittensor_jax.data"] = g.get("bittensor_jax.data", set()) | {"bittensor_jax.chain.ledger"}
-  assert sorted(chain_violations(g)) == ["bittensor_jax.chain.kernels imports bittensor_jax.scoring",
-                                         "bittensor_jax.chain.kernels imports optax"]
+  assert sorted(chain_violations(g)) == [
+      "bittensor_jax.chain.kernels imports bittensor_jax.scoring",
+      "bittensor_jax.chain.kernels imports optax"]
   assert any(v.endswith("bittensor_jax.data -> bittensor_jax.chain.ledger")
              for v in neurons_violations(g))
 

@@ -1,4 +1,4 @@
-"""Commit-reveal, checked against the rule of docs/chain.md §1.6 item 4 rather than typed-in numbers.
+"""Commit-reveal, checked against the rule of docs/chain.md §1.6 item 4, not typed-in numbers.
 
 The rule: a row committed when `epoch_count` was c is stored just before the first epoch with
 `epoch_count - c >= reveal_period_epochs`; `last_update` moves at commit; while commits are pending
