@@ -1,4 +1,4 @@
-r"""Replays scenario files (scenarios/FORMAT.md) on the simulator's own chain functions.
+r"""Replays scenario files (docs/scenario_format.md) on the simulator's own chain functions.
 
   python -m bittensor_jax.replay FILE [FILE ...]          # one JSON line per epoch
   python -m bittensor_jax.replay --check FILE [FILE ...]  # also compare with `expect`
@@ -51,7 +51,7 @@ def _is_int(x) -> bool:
 
 
 def validate(doc: Any) -> dict:
-  """Checks a parsed scenario against FORMAT.md; ScenarioError names the bad field."""
+  """Checks a parsed scenario against docs/scenario_format.md; ScenarioError names the bad field."""
   _need(isinstance(doc, dict), "scenario", "top level must be a JSON object")
   for key in ("name", "neurons", "events"):
     _need(key in doc, key, "missing")
@@ -147,7 +147,7 @@ def _outputs(out, n: int) -> dict:
 
 
 def run(doc: dict, *, warn=None) -> Iterator[dict]:
-  """Plays a validated scenario; yields one output dict per epoch event (FORMAT.md keys).
+  """Plays a validated scenario; yields one output dict per epoch (docs/scenario_format.md keys).
 
   Each yielded dict also carries `_expect`, `_tolerance` and `_event` for `check`.
   """
@@ -244,7 +244,7 @@ def public(res: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m bittensor_jax.replay",
-      description="Replay Subtensor scenario files (format: scenarios/FORMAT.md) on bittensor_jax's"
+      description="Replay Subtensor scenario files (docs/scenario_format.md) on bittensor_jax's"
                   " chain functions in float64; prints one JSON object per epoch.")
   parser.add_argument("files", nargs="+", help="scenario JSON files")
   parser.add_argument("--check", action="store_true",

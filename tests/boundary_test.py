@@ -7,6 +7,7 @@ import-linter contracts in pyproject.toml (`[tool.importlinter]`) state it for `
 that test runs when import-linter is installed (the `dev` extra).
 """
 import ast
+import re
 import pathlib
 import sys
 
@@ -118,3 +119,28 @@ def test_import_linter_contracts_are_kept(monkeypatch):
   monkeypatch.syspath_prepend(str(ROOT))
   assert cli.lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True,
                           no_logo=True) == 0
+
+
+def chain_md_sections() -> set[str]:
+  """Section numbers of docs/chain.md headings ("## 1. The epoch" -> "1", "### 3.3, 3.4" both)."""
+  found = set()
+  for line in (ROOT / "docs" / "chain.md").read_text().splitlines():
+    m = re.match(r"#{2,3} ([0-9][0-9.]*(?:, [0-9][0-9.]*)*)[ .]", line)
+    if m:
+      found.update(x.rstrip(".") for x in m.group(1).split(", "))
+  return found
+
+
+def test_docstring_citations_point_into_the_repo():
+  """Every `§x.y` the chain code cites is a section of docs/chain.md; nothing cites the
+  project-external spec (SPEC.md, FORMAT.md) any more."""
+  sections = chain_md_sections()
+  assert {"0", "1.6", "1.10", "3.1", "4.2", "5.3", "6", "11"} <= sections
+  cited, outside = set(), []
+  for path in sorted(PKG.rglob("*.py")):
+    text = path.read_text()
+    cited.update(re.findall(r"§([0-9]+(?:\.[0-9]+)*)", text))
+    outside += [f"{path.relative_to(ROOT)}: {m}" for m in
+                re.findall(r"\b(?:SPEC\.md|SPEC [0-9]|(?<!_)FORMAT\.md)", text)]
+  assert cited and cited <= sections, sorted(cited - sections)
+  assert outside == []

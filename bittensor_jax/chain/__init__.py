@@ -1,4 +1,4 @@
-"""The Subtensor chain as pure functions over a ledger pytree (SPEC.md sections 1, 3, 5, 6).
+"""The Subtensor chain as pure functions over a ledger pytree (docs/chain.md §1, §3, §5, §6).
 
 This package knows nothing of neural networks: it imports nothing from `bittensor_jax.neurons`,
 `network`, `scoring` or `data` (a test checks the boundary). Modules:

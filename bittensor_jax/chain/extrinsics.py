@@ -3,7 +3,7 @@
 All functions are pure over a `Subnet` ledger. The jittable forms work on dense rows (one row per
 uid); `set_weights` is the per-call API at the boundary, which validates its arguments and returns
 the chain's reason when a call is rejected (the state unchanged), as `internal_set_weights` does
-(SPEC.md section 4.2, step 4).
+(docs/chain.md §4.2 step 4).
 """
 # pylint: disable=invalid-name
 from __future__ import annotations
@@ -222,7 +222,7 @@ def paid_total(out: yuma.EpochOut) -> jax.Array:
 def block_step(subnet: Subnet, *, variant: str = "current", dtype=None):
   """Advances one block: mint the block emission into pending, run the epoch when due, pay it.
 
-  The epoch runs when `block - last_epoch_block >= tempo` (SPEC.md section 3.2) and distributes
+  The epoch runs when `block - last_epoch_block >= tempo` (docs/chain.md §3.2) and distributes
   everything pending; floor rounding leaves a few rao pending for the next epoch, so stake plus
   pending always equals what was minted.
 

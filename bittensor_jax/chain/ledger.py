@@ -1,7 +1,7 @@
-"""The ledger: one subnet's metagraph as a pytree with static shapes (SPEC.md sections 1.1, 5, 6).
+"""The ledger: one subnet's metagraph as a pytree of static shapes (docs/chain.md §1.1, §5, §6).
 
 Dims: N uids (the subnet's capacity, `max_allowed_uids`); every matrix is N x N with row = the uid
-that set the weights (validator) and column = the target (server), as in SPEC.md section 0.2.
+that set the weights (validator) and column = the target (server), as in docs/chain.md §0.
 
 Slots are allocated as the chain does: uids `0..n-1` are in use (`in_use_N`), registration appends
 uid `n` until the capacity is reached, then replaces a pruned uid. So shapes never change and
@@ -38,10 +38,10 @@ def require_x64() -> None:
         "jax.config.update('jax_enable_x64', True) before creating a subnet.")
 
 
-# Hyperparameters (SPEC.md section 6). Integers are stored as on chain (u16 proportions etc.).
+# Hyperparameters (docs/chain.md §6). Integers are stored as on chain (u16 proportions etc.).
 # name -> (default, lower bound, upper bound). Defaults are the chain storage defaults for the
-# keys of scenarios/FORMAT.md; the weight-setting checks default to the permissive test-mock values
-# (no rate limit, no minimum length, no max-weight limit), as the scenario files assume.
+# keys of docs/scenario_format.md; the weight-setting checks default to the permissive test-mock
+# values (no rate limit, no minimum length, no max-weight limit), as the scenario files assume.
 HYPER_SPEC: dict[str, tuple[Any, float, float]] = {
     "tempo": (360, 1, 50400),
     "activity_cutoff_factor_milli": (13889, 1, 10**9),
@@ -72,7 +72,7 @@ _FLOAT_HYPER = ("stake_threshold",)
 
 @flax.struct.dataclass
 class Hyper:
-  """Numeric hyperparameters as array leaves, so a sweep can vmap over them (SPEC.md section 6)."""
+  """Numeric hyperparameters as array leaves, so a sweep can vmap over them (docs/chain.md §6)."""
   tempo: jax.Array
   activity_cutoff_factor_milli: jax.Array
   kappa: jax.Array
@@ -131,7 +131,7 @@ class Hyper:
 class Subnet:
   """One subnet's metagraph: stored chain state plus the outputs of the last epoch."""
   in_use_N: jax.Array             # bool[N] uid registered (uids 0..n-1)
-  stake_N: jax.Array              # f64[N] stake weight s~ before the threshold (SPEC 1.1)
+  stake_N: jax.Array              # f64[N] stake weight s~ before the threshold (chain.md §1.1)
   weights_NxN: jax.Array          # i32[N,N] stored u16 weights (row max-upscaled)
   has_weight_NxN: jax.Array       # bool[N,N] entry present; explicit zeros can be present
   bonds_NxN: jax.Array            # i32[N,N] stored u16 bonds

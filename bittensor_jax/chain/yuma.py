@@ -1,13 +1,13 @@
-"""Yuma consensus: one epoch of a subnet as a pure function (SPEC.md sections 1 and 2).
+"""Yuma consensus: one epoch of a subnet as a pure function (docs/chain.md §1, §2).
 
 `epoch(subnet, emission)` follows `epoch/run_epoch.rs::epoch_mechanism` of the current chain
-(Appendix A of SPEC.md): activity, stake threshold, old vs new permits, active stake, weight masks
+(docs/chain.md Appendix A): activity, stake threshold, old vs new permits, active stake, masks
 with presence, the kappa-weighted median, clipping, validator trust, incentive, the bonds penalty,
 classic EMA bonds or Yuma3 relative bonds with liquid alpha 2.0, dividends and the emission split.
 Variants (static):
-  "current"          the chain of SPEC.md section 1 (classic or Yuma3 by `hyper.yuma3_enabled`);
-  "yuma1_2023"       the 2023 epoch (SPEC.md section 2.1);
-  "liquid_alpha_v1"  classic Yuma with per-column alpha from consensus quantiles (section 2.2).
+  "current"          the chain of docs/chain.md §1 (classic or Yuma3 by `hyper.yuma3_enabled`);
+  "yuma1_2023"       the 2023 epoch (docs/chain.md §2.1);
+  "liquid_alpha_v1"  classic Yuma, per-column alpha from consensus quantiles (docs/chain.md §2.2).
 
 Dims: N uids. Row i sets weights, column j receives them.
 """
@@ -29,7 +29,7 @@ VARIANTS = ("current", "yuma1_2023", "liquid_alpha_v1")
 
 @flax.struct.dataclass
 class EpochOut:
-  """Everything an epoch computes, one entry per uid (the keys of scenarios/FORMAT.md)."""
+  """Everything an epoch computes, one entry per uid (the keys of docs/scenario_format.md)."""
   stake_N: jax.Array               # normalized S after the threshold
   active_N: jax.Array              # bool
   active_stake_N: jax.Array        # a: S masked by activity and old permits, normalized
@@ -49,7 +49,7 @@ def _as(x, dt):
 
 
 def _liquid_alpha_v1(consensus_N, in_use_N, lo, hi, dt):
-  """Per-column alpha from the consensus quartiles (SPEC.md section 2.2)."""
+  """Per-column alpha from the consensus quartiles (docs/chain.md §2.2)."""
   n = in_use_N.sum()
   srt = jnp.sort(jnp.where(in_use_N, consensus_N, jnp.inf))
 
@@ -74,7 +74,7 @@ def _liquid_alpha_v1(consensus_N, in_use_N, lo, hi, dt):
 @functools.partial(jax.jit, static_argnames=("variant", "dtype"))
 def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
           dtype=None) -> tuple[Subnet, EpochOut]:
-  """Runs one epoch at `subnet.block`, distributing `emission` rao (SPEC.md section 1).
+  """Runs one epoch at `subnet.block`, distributing `emission` rao (docs/chain.md §1).
 
   Args:
     subnet: the ledger before the epoch.
