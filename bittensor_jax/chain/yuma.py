@@ -84,8 +84,10 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
       float32 is the fast simulation mode.
 
   Returns:
-    The ledger after the epoch (bonds, permits, outputs and `last_epoch_block` written; stake is
-    not changed: paying the amounts is `chain.pay`) and the epoch outputs.
+    The ledger after the epoch (bonds, permits, outputs and `last_epoch_block` written,
+    `epoch_count` + 1; stake is not changed: paying the amounts is `chain.pay`) and the epoch
+    outputs. Due commit-reveal commits are revealed by the caller first
+    (`commit_reveal.reveal_due`, as `block_step` and the replay do, docs/chain.md §1.6 item 4).
   """
   if variant not in VARIANTS:
     raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
