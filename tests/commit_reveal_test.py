@@ -246,9 +246,17 @@ def test_cr_off_ignores_pending_commits_in_the_mask():
 def test_vmap_over_reveal_periods_equals_the_loop():
   base = at(small(tempo=2), 3)  # commits after the registrations (block 1)
   base = commit(base, 0, [1, 2], [X, 9])
-  base = commit(base, 0, [3], [X])
   subs = [base.replace(hyper=base.hyper.replace(reveal_period_epochs=jnp.asarray(r, jnp.int64)))
           for r in range(4)]
+  # the jittable commit, vmapped, equals the per-call commit of each subnet
+  row = jnp.zeros((6, 6), jnp.int32).at[0, 3].set(X)
+  args = (jnp.arange(6) == 0, row, row > 0)
+  stacked, codes = jax.vmap(chain.commit_weights_rows, in_axes=(0, None, None, None))(
+      jax.tree.map(lambda *x: jnp.stack(x), *subs), *args)
+  assert not np.asarray(codes).any()
+  subs = [commit(s, 0, [3], [X]) for s in subs]
+  jax.tree.map(np.testing.assert_array_equal, stacked,
+               jax.tree.map(lambda *x: jnp.stack(x), *subs))
 
   def blocks(s):
     outs = []
