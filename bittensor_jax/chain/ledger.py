@@ -49,11 +49,11 @@ MAX_RAO = I64_MAX
 # Stake is a float64 weight; the chain holds it as u64 rao, so no uid can hold more than u64 max.
 MAX_STAKE = float(U64_MAX)
 
-# Hyperparameters (SPEC.md section 6, scenarios/FORMAT.md): name -> (default, lowest, highest).
+# Hyperparameters (docs/chain.md §6, docs/scenario_format.md): name -> (default, lowest, highest).
 # Validation follows the chain's storage type of each value (the comment on each line), not the
 # range of the extrinsic that sets it: e.g. tempo is a u16, so 0 and 65535 are valid states even
 # though the owner may only choose [360, 50400]. Integers are stored as on chain (u16 proportions
-# etc.). Defaults are the chain storage defaults for the keys of scenarios/FORMAT.md; the
+# etc.). Defaults are the chain storage defaults for the keys of docs/scenario_format.md; the
 # weight-setting checks default to the permissive test-mock values (no rate limit, no minimum
 # length, no max-weight limit), as the scenario files assume.
 HYPER_SPEC: dict[str, tuple[Any, float, float]] = {
