@@ -23,6 +23,11 @@ then turns into a whole u16 step, a rao or a 1.0 (SPEC.md section 1.14). Three r
      value that close to a grid point is that point plus rounding noise. Values farther away are
      floored unchanged, so a genuinely non-integer product keeps the chain's truncation.
 The float32 simulation mode follows the same rules with float32's ulp.
+
+Not reproduced: the chain's truncation of values that are *not* exact. It stores u16 / 65535 as
+floor(v 2^32 / 65535) / 2^32 and truncates each product, so for instance a Yuma3 bond re-read and
+re-stored with alpha = 0 can lose one LSB per epoch on chain, where this code keeps it (SPEC.md
+section 1.14 observes such 1-LSB drifts); these stay inside the 1-LSB tolerance of the vectors.
 """
 # pylint: disable=invalid-name
 from __future__ import annotations
@@ -58,6 +63,16 @@ def floor_snap(y: jax.Array) -> jax.Array:
   """floor(y), except that y within `SNAP_ULPS` ulps below an integer gives that integer.
 
   Exactness rule 3 above: `floor(65535 * (1 - ulp))` is 65534 in floats but 65535 in the chain.
+  The window is `SNAP_ULPS * eps * |y|`: for Q16 (y <= 65535) it is 1.2e-10, below the chain's
+  own resolution there (65535 * 2^-32 steps), so a genuine fixed-point value is never moved; for
+  amounts `floor(x E)` it is 1.8e-15 E, so a half rao stays a half (floored) while E < 2.8e14
+  (a 360-block epoch at 1 TAO per block is 3.6e11).
+
+  Args:
+    y: float array (float32 or float64).
+
+  Returns:
+    floor(y) with the snap, same dtype.
   """
   up = jnp.ceil(y)
   return jnp.where(up - y <= _snap_tol(y), up, jnp.floor(y))
