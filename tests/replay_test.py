@@ -16,19 +16,11 @@ from conftest import CHAIN_DATA
 
 SCENARIOS = sorted((CHAIN_DATA / "scenarios").glob("*.json"))
 REGRESSIONS = sorted((CHAIN_DATA / "regressions").glob("*.json"))
-FIXED_ON_CX = ("bonds_moving_average_one", "sole_validator_full_emission")
 # A registration the chain refuses is reported, not an error (prune_no_candidate is about it).
 EXPECTED_WARNINGS = {"prune_no_candidate": "NoNeuronIdAvailable"}
 
 
-def _case(path):
-  if path.stem in FIXED_ON_CX:
-    return pytest.param(path, id=path.stem,
-                        marks=pytest.mark.xfail(strict=True, reason="fixed on branch cx"))
-  return pytest.param(path, id=path.stem)
-
-
-@pytest.mark.parametrize("path", [_case(p) for p in SCENARIOS + REGRESSIONS])
+@pytest.mark.parametrize("path", SCENARIOS + REGRESSIONS, ids=lambda p: p.stem)
 def test_scenario_matches_chain(path):
   """What `replay --check` does for one file (scenarios/ and regressions/)."""
   doc = replay.load(path)

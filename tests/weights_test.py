@@ -1,5 +1,10 @@
 """Tests for bittensor_jax.weights (SPEC.md §4.2), mirroring bittensor.utils.weight_utils."""
 import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import chex
 import hypothesis.extra.numpy as hnp
@@ -34,6 +39,158 @@ def sdk_normalize_max_weight(x, limit=0.1):
   cutoff = cutoff_scale * values.sum()
   weights_[weights_ > cutoff] = cutoff
   return weights_ / weights_.sum()
+
+
+def sdk_convert_weights_and_uids_for_emit(uids, weights_):
+  """The SDK's `convert_weights_and_uids_for_emit` (SPEC.md §4.2.3) in Python floats (float64).
+
+  The SDK raises on an empty list (`min([])`); here empty gives empty, like an all-zero vector.
+  """
+  w, u = np.asarray(weights_).tolist(), np.asarray(uids).tolist()
+  if not w or sum(w) == 0:
+    return [], []
+  max_weight = float(max(w))
+  w = [float(v) / max_weight for v in w]
+  vals = [round(float(v) * int(65535)) for v in w]
+  return [i for i, v in zip(u, vals) if v != 0], [v for v in vals if v != 0]
+
+
+def sdk_process_weights(uids, weights_, n, min_allowed_weights, max_weight_limit,
+                        exclude_quantile=0):
+  """The SDK's `process_weights_for_netuid` body (SPEC.md §4.2.1) with the chain values given."""
+  nz = np.argwhere(weights_ > 0).squeeze(axis=1)
+  nz_uids, nz_weights = uids[nz], weights_[nz]
+  if nz_weights.size == 0 or n < min_allowed_weights:
+    final = np.ones(n, dtype=np.int64) / n if n else np.ones(0)
+    return np.arange(len(final)), final
+  if nz_weights.size < min_allowed_weights:
+    w = np.ones(n, dtype=np.int64) * 1e-5
+    w[nz] += nz_weights
+    normalized = sdk_normalize_max_weight(w, max_weight_limit)
+    return np.arange(len(normalized)), normalized
+  max_exclude = max(0, len(nz_weights) - min_allowed_weights) / len(nz_weights)
+  lowest = np.quantile(nz_weights, min(exclude_quantile / 65535, max_exclude))
+  nz_uids, nz_weights = nz_uids[lowest <= nz_weights], nz_weights[lowest <= nz_weights]
+  return nz_uids, sdk_normalize_max_weight(nz_weights, max_weight_limit)
+
+
+def sdk_vectors(count, seed, max_len=256):
+  """Random weight vectors: sizes 0..max_len, zeros, ties, huge ranges and exact .5 u16 ties."""
+  rng = np.random.default_rng(seed)
+  out = []
+  for t in range(count):
+    n = int(rng.integers(0, max_len + 1))
+    kind = t % 5
+    if kind == 0:
+      x = rng.random(n)
+    elif kind == 1:  # many zeros and ties
+      x = rng.integers(0, 4, n) / rng.integers(1, 8)
+    elif kind == 2:  # huge range
+      x = 10.0 ** rng.uniform(-30, 30, n) * (rng.random(n) < 0.8)
+    elif kind == 3:  # exact ties x / max * 65535 = k + 1/2
+      scale = 2.0 ** int(rng.integers(-20, 20))
+      x = (2 * rng.integers(0, 65535, n) + 1) * scale
+      if n:
+        x[rng.integers(0, n)] = 131070 * scale
+    else:  # float32 inputs
+      x = (rng.random(n) * (rng.random(n) < 0.7)).astype(np.float32)
+    out.append(np.asarray(x, x.dtype if x.dtype == np.float32 else np.float64))
+  return out
+
+
+def sdk_mismatches(vectors, limits):
+  """Counts where bittensor_jax differs from the SDK reference, in the current JAX mode.
+
+  `to_u16` must give the SDK's integers for numpy input and for jax input (float32 when x64 is
+  off); numpy `normalize_max_weight` and `process_weights` must equal the SDK bit for bit.
+  """
+  counts = dict(vectors=len(vectors), to_u16_numpy=0, to_u16_jax=0, normalize_numpy=0,
+                process_weights=0)
+  width = max(len(x) for x in vectors) + 1
+  pad = np.zeros((len(vectors), width), np.float32 if not jax.config.jax_enable_x64 else float)
+  for i, x in enumerate(vectors):
+    pad[i, :len(x)] = x
+  jax_values, jax_present = jax.jit(jax.vmap(weights.to_u16))(jnp.asarray(pad))
+  jax_values, jax_present = np.asarray(jax_values), np.asarray(jax_present)
+  for i, (x, limit) in enumerate(zip(vectors, limits)):
+    uids = np.arange(len(x))
+    want = sdk_convert_weights_and_uids_for_emit(uids, x)
+    values, present = (np.asarray(a) for a in weights.to_u16(x))
+    counts["to_u16_numpy"] += (np.flatnonzero(present).tolist(), values[present].tolist()) != want
+    x_dev = pad[i, :len(x)]  # what the device sees (float32 without x64)
+    want_dev = sdk_convert_weights_and_uids_for_emit(uids, x_dev)
+    got_dev = (np.flatnonzero(jax_present[i]).tolist(), jax_values[i][jax_present[i]].tolist())
+    counts["to_u16_jax"] += got_dev != want_dev
+    y = weights.normalize_max_weight(x, limit)
+    want_y = sdk_normalize_max_weight(x, limit)
+    counts["normalize_numpy"] += not (y.dtype == want_y.dtype and np.array_equal(y, want_y))
+    n = len(x) + int(limit * 4)
+    min_allowed = i % 9
+    got_u, got_w = weights.process_weights(uids, x, n, min_allowed, limit)
+    want_u, want_w = sdk_process_weights(uids, x, n, min_allowed, limit)
+    counts["process_weights"] += not (np.array_equal(got_u, want_u) and np.array_equal(got_w, want_w))
+  return counts
+
+
+def sdk_limits(count, seed):
+  return np.random.default_rng(seed).choice([0.0, 0.01, 0.05, 0.1, 0.3, 0.5, 1.0], count).tolist()
+
+
+def test_matches_sdk_reference_x64_on():
+  vectors = sdk_vectors(2000, 0)
+  counts = sdk_mismatches(vectors, sdk_limits(len(vectors), 0))
+  assert counts == dict(vectors=len(vectors), to_u16_numpy=0, to_u16_jax=0, normalize_numpy=0,
+                        process_weights=0)
+
+
+def test_matches_sdk_reference_x64_off():
+  """The same comparison in a fresh interpreter with jax_enable_x64 off (a user's default)."""
+  code = textwrap.dedent("""
+      import json, sys
+      sys.path[:0] = sys.argv[1:]
+      import jax
+      assert not jax.config.jax_enable_x64
+      import weights_test as t
+      vectors = t.sdk_vectors(2000, 1)
+      print(json.dumps(t.sdk_mismatches(vectors, t.sdk_limits(len(vectors), 1))))
+  """)
+  here = os.path.dirname(os.path.abspath(__file__))
+  env = {**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"}
+  env.pop("XLA_FLAGS", None)
+  run = subprocess.run([sys.executable, "-c", code, here, os.path.dirname(here)], env=env,
+                       capture_output=True, text=True, timeout=600, check=False)
+  assert run.returncode == 0, run.stderr[-3000:]
+  counts = json.loads(run.stdout.strip().splitlines()[-1])
+  assert counts == dict(vectors=2000, to_u16_numpy=0, to_u16_jax=0, normalize_numpy=0,
+                        process_weights=0)
+
+
+def test_unclipped_normalize_is_x_over_sum_exactly():
+  """The SDK's own test: with limit 1, `normalize_max_weight(x, 1.0)` is `x / x.sum()` bit for bit."""
+  rng = np.random.default_rng(3)
+  for dtype in (np.float64, np.float32):
+    for n in (1, 7, 100, 256):
+      x = rng.random(n).astype(dtype)
+      y = weights.normalize_max_weight(x, 1.0)
+      assert y.dtype == dtype
+      np.testing.assert_array_equal(y, x / x.sum())
+  x = jnp.asarray(rng.random(33))  # on device: a true division by the device's own sum
+  np.testing.assert_array_equal(_normalize_jit(x, 1.0), np.asarray(x) / float(jax.jit(jnp.sum)(x)))
+
+
+def test_empty_inputs_give_empty_results():
+  assert weights.normalize_max_weight([]).shape == (0,)
+  assert weights.normalize_max_weight(np.zeros(0), 0.5).shape == (0,)
+  assert _normalize_jit(jnp.zeros(0), 0.5).shape == (0,)
+  for x in ([], np.zeros(0), jnp.zeros(0)):
+    values, present = weights.to_u16(x)
+    assert values.shape == present.shape == (0,)
+  uids, w = weights.process_weights([], [], 4, 1, 0.5)  # no entries: uniform over n, as the SDK
+  np.testing.assert_array_equal(uids, np.arange(4))
+  np.testing.assert_array_equal(w, np.full(4, 0.25))
+  uids, w = weights.process_weights([], [], 0, 0, 0.5)
+  assert uids.shape == w.shape == (0,)
+  assert weights.process_weights_dense(jnp.zeros(0), 1, 0.5).shape == (0,)
 
 
 weight_vectors = hnp.arrays(

@@ -2,6 +2,32 @@
 
 Every function works under jit and vmap and in float32 or float64 (the dtype of its input).
 Sparse chain matrices are dense arrays here plus, where it matters, a boolean presence mask.
+
+Exactness rule (where the chain is exact, this float code is exact too). The chain computes in
+fixed point (I32F32, I64F64, I96F32): additions are exact, divisions and products truncate. Some
+results are therefore exact in the chain: x / x = 1 (a vector with one nonzero entry normalizes to
+exactly 1), u16 / 65535 is exactly 0 and 1 at the ends, 1 - 1000000/1e6 = 0, W + 1 (C - W) = C,
+and the floors that follow (Q16, I32F32 truncation, `floor(x E)` amounts) land exactly on the
+integer. A float re-implementation misses these by an ulp, which a floor or a renormalization
+then turns into a whole u16 step, a rao or a 1.0 (docs/chain.md §1.14). Three rules restore them:
+  1. Divisions are true IEEE divisions (`exact_div`): XLA otherwise rewrites `x / broadcast(s)`
+     into `x * (1 / s)`, which is off by an ulp for ~15% of `s` (x / x != 1). A correctly
+     rounded quotient is exact whenever the exact quotient is representable: x / x = 1, 1 / 2,
+     3 / 4, and every u16 / 65535 at 0 and 1 (`u16_proportion`).
+  2. Hyperparameters stored as integers are converted from integers: alpha = (1e6 - bma) / 1e6 and
+     1 - alpha = bma / 1e6 each from its integer numerator (`ppm_proportions`), so bma = 1e6 gives
+     alpha = 0 and 1 - alpha = 1 exactly; an interpolation at r = 0 or 1 returns its end exactly.
+  3. Every floor or round onto an integer grid snaps first (`floor_snap`, `round_half_away`): a
+     value within `SNAP_ULPS` ulps (of its own magnitude, in its own dtype) below an integer, or of
+     a half-integer for rounding, is taken as that point. The chain's value there is exact; a float
+     value that close to a grid point is that point plus rounding noise. Values farther away are
+     floored unchanged, so a genuinely non-integer product keeps the chain's truncation.
+The float32 simulation mode follows the same rules with float32's ulp.
+
+Not reproduced: the chain's truncation of values that are *not* exact. It stores u16 / 65535 as
+floor(v 2^32 / 65535) / 2^32 and truncates each product, so for instance a Yuma3 bond re-read and
+re-stored with alpha = 0 can lose one LSB per epoch on chain, where this code keeps it (docs/chain.md
+§1.14 observes such 1-LSB drifts); these stay inside the 1-LSB tolerance of the vectors.
 """
 # pylint: disable=invalid-name
 from __future__ import annotations
@@ -10,13 +36,71 @@ import jax
 import jax.numpy as jnp
 
 U16_MAX = 65535
+PPM = 1_000_000
+SNAP_ULPS = 8
 _TWO32 = 2.0**32
+
+
+def exact_div(x: jax.Array, y: jax.Array) -> jax.Array:
+  """x / y as a true, correctly rounded IEEE division (exactness rule 1 above).
+
+  XLA rewrites a division by a broadcast scalar or row into a multiplication by its reciprocal,
+  which is not correctly rounded (x / x can give 1 - ulp). The divisor is broadcast to the full
+  shape behind an optimization barrier, so the compiler sees a plain elementwise divide.
+  """
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  shape = jnp.broadcast_shapes(x.shape, y.shape)
+  dt = jnp.result_type(x, y)
+  return jnp.broadcast_to(x, shape).astype(dt) / jax.lax.optimization_barrier(
+      jnp.broadcast_to(y, shape).astype(dt))
+
+
+def _snap_tol(y: jax.Array) -> jax.Array:
+  return SNAP_ULPS * jnp.finfo(y.dtype).eps * jnp.maximum(jnp.abs(y), 1)
+
+
+def floor_snap(y: jax.Array) -> jax.Array:
+  """floor(y), except that y within `SNAP_ULPS` ulps below an integer gives that integer.
+
+  Exactness rule 3 above: `floor(65535 * (1 - ulp))` is 65534 in floats but 65535 in the chain.
+  The window is `SNAP_ULPS * eps * |y|`: for Q16 (y <= 65535) it is 1.2e-10, below the chain's
+  own resolution there (65535 * 2^-32 steps), so a genuine fixed-point value is never moved; for
+  amounts `floor(x E)` it is 1.8e-15 E, so a half rao stays a half (floored) while E < 2.8e14
+  (a 360-block epoch at 1 TAO per block is 3.6e11).
+
+  Args:
+    y: float array (float32 or float64).
+
+  Returns:
+    floor(y) with the snap, same dtype.
+  """
+  up = jnp.ceil(y)
+  return jnp.where(up - y <= _snap_tol(y), up, jnp.floor(y))
+
+
+def u16_proportion(v: jax.Array, dt) -> jax.Array:
+  """A stored u16 proportion v / 65535 (kappa, bonds_penalty, alpha bounds, Yuma3 bonds) in `dt`.
+
+  One correctly rounded division (rule 1): exactly 0 at 0 and exactly 1 at 65535.
+  """
+  return exact_div(jnp.asarray(v).astype(dt), jnp.asarray(U16_MAX, dt))
+
+
+def ppm_proportions(ppm: jax.Array, dt) -> tuple[jax.Array, jax.Array]:
+  """(1 - ppm / 1e6, ppm / 1e6) from the integer ppm (rule 2), e.g. (alpha, 1 - alpha) of bma.
+
+  Each is one division of an exact integer numerator, so ppm = 1e6 gives exactly (0, 1) and
+  ppm = 0 exactly (1, 0), where `1 - ppm / 1e6` in floats leaves a 4.5e-17 residue.
+  """
+  ppm = jnp.asarray(ppm)
+  one = jnp.asarray(PPM, dt)
+  return exact_div((PPM - ppm).astype(dt), one), exact_div(ppm.astype(dt), one)
 
 
 def normalize(x: jax.Array, axis: int | None = None) -> jax.Array:
   """x / sum(x), or x unchanged where the sum is 0 (docs/chain.md §0)."""
   total = x.sum(axis=axis, keepdims=axis is not None)
-  return jnp.where(total != 0, x / jnp.where(total != 0, total, 1), x)
+  return jnp.where(total != 0, exact_div(x, jnp.where(total != 0, total, 1)), x)
 
 
 def row_normalize(M: jax.Array) -> jax.Array:
@@ -32,30 +116,31 @@ def col_normalize(M: jax.Array) -> jax.Array:
 def col_max_upscale(M: jax.Array) -> jax.Array:
   """Each column divided by its maximum; zero columns stay zero."""
   mx = M.max(axis=-2, keepdims=True)
-  # The maximum maps to exactly 1 (XLA may divide by multiplying with a reciprocal).
-  return jnp.where(mx != 0, jnp.where(M == mx, 1, M / jnp.where(mx != 0, mx, 1)), 0)
+  # The maximum, and every entry equal to it, maps to exactly 1 (rule 1 makes M / mx exact too).
+  return jnp.where(mx != 0, jnp.where(M == mx, 1, exact_div(M, jnp.where(mx != 0, mx, 1))), 0)
 
 
 def vecdiv(x: jax.Array, y: jax.Array) -> jax.Array:
   """Elementwise x / y with x / 0 = 0."""
-  return jnp.where(y != 0, x / jnp.where(y != 0, y, 1), 0)
+  return jnp.where(y != 0, exact_div(x, jnp.where(y != 0, y, 1)), 0)
 
 
 def truncate_i32f32(x: jax.Array) -> jax.Array:
-  """Truncates a nonnegative proportion to 32 fractional bits, as I64F64 -> I32F32 does.
+  """Truncates a nonnegative proportion to 32 fractional bits, as I64F64 -> I32F32 does (docs/chain.md §1.3).
 
-  Source: docs/chain.md §1.3 and §1.14.
+  The floor snaps (rule 3), so a share that is exactly 1 in the chain stays 1 here.
   """
-  return jnp.floor(x * _TWO32) / _TWO32
+  return floor_snap(x * _TWO32) / _TWO32
 
 
 def q16(x: jax.Array) -> jax.Array:
   """Proportion -> stored u16, truncating like `fixed_proportion_to_u16` (docs/chain.md §0)."""
-  return jnp.floor(U16_MAX * jnp.clip(x, 0, 1)).astype(jnp.int32)
+  return floor_snap(U16_MAX * jnp.clip(x, 0, 1)).astype(jnp.int32)
 
 
 def round_half_away(x: jax.Array) -> jax.Array:
-  return jnp.sign(x) * jnp.floor(jnp.abs(x) + 0.5)
+  """Rounds half away from zero, like the chain's fixed-point `round`; the floor snaps (rule 3)."""
+  return jnp.sign(x) * floor_snap(jnp.abs(x) + 0.5)
 
 
 def max_upscale_u16(x: jax.Array) -> jax.Array:
@@ -68,8 +153,8 @@ def max_upscale_u16(x: jax.Array) -> jax.Array:
     return jnp.zeros(x.shape, jnp.int32)
   mx = x.max(axis=-1, keepdims=True)
   safe = jnp.where(mx > 0, mx, 1)
-  big = x * (U16_MAX / safe)
-  small = (x * U16_MAX) / safe
+  big = x * exact_div(jnp.asarray(U16_MAX, x.dtype), safe)
+  small = exact_div(x * U16_MAX, safe)
   out = round_half_away(jnp.where(mx > 32768, big, small))
   return jnp.where(mx > 0, jnp.clip(out, 0, U16_MAX), 0).astype(jnp.int32)
 
@@ -177,8 +262,12 @@ def col_clip(M: jax.Array, threshold_K: jax.Array, present: jax.Array | None = N
 
 
 def interpolate(A: jax.Array, B: jax.Array, r: jax.Array) -> jax.Array:
-  """A + r (B - A), elementwise."""
-  return A + r * (B - A)
+  """A + r (B - A), elementwise; exactly A at r = 0 and exactly B at r = 1 (rule 2).
+
+  In fixed point W + 1 (C - W) is C; in floats it can miss C by an ulp, so two weights clipped to
+  the same consensus would give different bonds.
+  """
+  return jnp.where(r == 1, B, jnp.where(r == 0, A, A + r * (B - A)))
 
 
 def interpolate_sparse(A: jax.Array, B: jax.Array, r: jax.Array):

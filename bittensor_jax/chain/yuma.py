@@ -131,14 +131,14 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
   W = K.row_normalize(jnp.where(M, _as(subnet.weights_NxN, dt), 0))
 
   # 1.7 consensus, 1.8 clipping, trust, incentive
-  kappa = _as(h.kappa, dt) / K.U16_MAX
+  kappa = K.u16_proportion(h.kappa, dt)
   C_N = K.weighted_median_col(a_N, W, kappa)
   Wc, Mc = K.col_clip(W, C_N, M)
   Tv_N = Wc.sum(axis=1)
   I_N = K.normalize(a_N @ Wc)
 
   # 1.9 weights for bonds (bonds penalty)
-  beta = jnp.asarray(1.0, dt) if legacy else _as(h.bonds_penalty, dt) / K.U16_MAX
+  beta = jnp.asarray(1.0, dt) if legacy else K.u16_proportion(h.bonds_penalty, dt)
   Wb = K.interpolate(W, Wc, beta)
   Mb = jnp.where(beta == 0, M, jnp.where(beta == 1, Mc, Wb > 0))
 
@@ -152,32 +152,34 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
     keep_old = subnet.has_bond_NxN & ~recent_N[None, :]
   keep_old = keep_old & in_use_N[:, None] & in_use_N[None, :]
   Bq = jnp.where(keep_old, _as(subnet.bonds_NxN, dt), 0)
-  alpha_fixed = 1 - _as(h.bonds_moving_average, dt) / 1e6
+  # alpha and 1 - alpha each from the integer ppm: bma = 1e6 gives exactly 0 and 1 (kernels.py rule 2)
+  alpha_fixed, keep_fixed = K.ppm_proportions(h.bonds_moving_average, dt)
 
   # (A) classic
   B_old = K.col_normalize(Bq)
   dB = K.col_normalize(a_N[:, None] * Wb)
   if variant == "liquid_alpha_v1":
-    lo, hi = _as(h.alpha_low, dt) / K.U16_MAX, _as(h.alpha_high, dt) / K.U16_MAX
+    lo, hi = K.u16_proportion(h.alpha_low, dt), K.u16_proportion(h.alpha_high, dt)
     ok, alpha_col = _liquid_alpha_v1(C_N, in_use_N, lo, hi, dt)
     use = ok & h.liquid_alpha_enabled
     alpha_c = jnp.where(use, alpha_col, alpha_fixed)[None, :]
+    keep_c = jnp.where(use, 1 - alpha_col, keep_fixed)[None, :]
   else:
-    alpha_c = alpha_fixed
-  Bn_c = K.col_normalize(alpha_c * dB + (1 - alpha_c) * B_old)
+    alpha_c, keep_c = alpha_fixed, keep_fixed
+  Bn_c = K.col_normalize(alpha_c * dB + keep_c * B_old)
   D_c = K.normalize(Bn_c @ I_N)
   store_c = K.q16(K.col_max_upscale(Bn_c))
 
   # (B) Yuma3: relative bonds, liquid alpha 2.0
-  B0 = Bq / K.U16_MAX
-  lo, hi = _as(h.alpha_low, dt) / K.U16_MAX, _as(h.alpha_high, dt) / K.U16_MAX
+  B0 = K.u16_proportion(Bq, dt)
+  lo, hi = K.u16_proportion(h.alpha_low, dt), K.u16_proportion(h.alpha_high, dt)
   steep = _as(h.alpha_sigmoid_steepness, dt) / 100
   d = jnp.where(Wb >= B0, jnp.clip(Wb - C_N[None, :], 0, 1), jnp.clip(B0 - Wb, 0, 1))
   x = jnp.clip(-steep * (d - 0.5), -20, 20)
   alpha_e = jnp.clip(lo + (hi - lo) / (1 + jnp.exp(x)), lo, hi)
   liquid = h.liquid_alpha_enabled & (C_N != 0).any()
   Bn_liquid = K.mat_ema_alpha_sparse(Wb, Mb, B0, alpha_e)
-  Bn_fixed = alpha_fixed * Wb + (1 - alpha_fixed) * B0
+  Bn_fixed = alpha_fixed * Wb + keep_fixed * B0
   Bn_3 = jnp.where(liquid, Bn_liquid, Bn_fixed)
   D_3 = K.normalize(a_N * (K.col_normalize(Bn_3) @ I_N))
   store_3 = K.q16(Bn_3)
@@ -201,11 +203,12 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
   tot = e_N.sum()
   fallback_N = jnp.where(a_N.sum() > 0, a_N, S_N)
   safe_tot = jnp.where(tot > 0, tot, 1)
-  server_N = jnp.where(tot > 0, I_N / safe_tot, 0)
-  validator_N = jnp.where(tot > 0, D_N / safe_tot, fallback_N)
+  server_N = jnp.where(tot > 0, K.exact_div(I_N, safe_tot), 0)
+  validator_N = jnp.where(tot > 0, K.exact_div(D_N, safe_tot), fallback_N)
   combined_N = jnp.where(tot > 0, K.normalize(e_N), fallback_N)
   E = jnp.asarray(emission)
-  amount = lambda x: jnp.floor(x.astype(jnp.float64) * E).astype(jnp.int64)
+  # floor(x E) in I96F32: exact when x is 1 or an exact fraction, so the floor snaps (kernels rule 3)
+  amount = lambda x: K.floor_snap(x.astype(jnp.float64) * E).astype(jnp.int64)
 
   out = EpochOut(
       stake_N=S_N, active_N=active_N, active_stake_N=a_N, validator_permit_N=p_new_N,
