@@ -71,7 +71,7 @@ def test_check_detects_a_wrong_expectation(tmp_path):
 
 def test_cli_replays_every_file_in_one_process():
   """The real command line, with --summary: one line per scenario, then the count."""
-  files = SCENARIOS + [p for p in REGRESSIONS if p.stem not in FIXED_ON_CX]
+  files = SCENARIOS + REGRESSIONS
   proc = subprocess.run([sys.executable, "-m", "bittensor_jax.replay", "--check", "--summary",
                          *map(str, files)], capture_output=True, text=True, check=False)
   assert proc.returncode == 0, proc.stderr
