@@ -91,6 +91,7 @@ class Hyper:
   @classmethod
   def create(cls, **overrides) -> "Hyper":
     """Chain defaults with overrides; a bad name or value raises ValueError naming the field."""
+    require_x64()  # before any array: int64 fields would silently become int32
     unknown = set(overrides) - set(HYPER_SPEC)
     if unknown:
       raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; known: {sorted(HYPER_SPEC)}")
