@@ -8,6 +8,7 @@ import pathlib
 
 import matplotlib
 import numpy as np
+import scipy.stats
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -16,16 +17,12 @@ SERVER, VALIDATOR = 0, 1
 
 
 def rank(x) -> np.ndarray:
-  """1-based ranks of a 1-D array, ties getting the average of their ranks."""
-  x = np.asarray(x)
-  ranks = np.empty(x.shape[0], dtype=np.float64)
-  ranks[np.argsort(x, kind="stable")] = np.arange(1, x.shape[0] + 1)
-  _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-  return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+  """1-based ranks of a 1-D array, ties getting the average of their ranks (scipy.stats)."""
+  return scipy.stats.rankdata(np.asarray(x), method="average")
 
 
 def spearman(x, y) -> float:
-  """Spearman rank correlation with average ranks for ties.
+  """Spearman rank correlation (`scipy.stats.spearmanr`, average ranks for ties).
 
   Pairs where either value is not finite are dropped.
 
@@ -34,16 +31,13 @@ def spearman(x, y) -> float:
     y: 1-D values, same length.
 
   Returns:
-    The Pearson correlation of the ranks; nan with fewer than 2 pairs or a constant input.
+    The correlation; nan with fewer than 2 pairs or a constant input.
   """
   x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
   keep = np.isfinite(x) & np.isfinite(y)
-  if keep.sum() < 2:
+  if keep.sum() < 2 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
     return float("nan")
-  rx, ry = rank(x[keep]), rank(y[keep])
-  rx, ry = rx - rx.mean(), ry - ry.mean()
-  denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
-  return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+  return float(scipy.stats.spearmanr(x[keep], y[keep]).statistic)
 
 
 def _no_data(ax, title: str) -> None:

@@ -10,7 +10,7 @@ import pathlib
 
 from absl import app, flags
 
-from bittensor_jax import loop, plots
+from bittensor_jax import cli, loop, plots
 from bittensor_jax.chain import emission
 
 flags.DEFINE_string("workdir", None, "Run directory written by scripts/train.py.", required=True)
@@ -32,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

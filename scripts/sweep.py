@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from ml_collections import config_flags
 
-from bittensor_jax import config as config_lib
+from bittensor_jax import cli, config as config_lib
 from bittensor_jax import loop
 
 config_flags.DEFINE_config_file("config", "configs/default.py:smoke",
@@ -89,4 +89,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
