@@ -202,6 +202,7 @@ def summarize(cfg: network.NetworkConfig, state: network.NetworkState, last: dic
       "honest_stake_share": float(stake_V[honest_V].sum() / total_v) if total_v > 0 else math.nan,
       "final_incentive": incentive_K.tolist(),
       "final_quality": quality_K.tolist(),
+      "final_consensus": np.asarray(last["consensus"], np.float64)[V:].tolist(),
       "validators": _validator_rows(cfg, state),
   }
 
