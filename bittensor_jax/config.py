@@ -158,6 +158,34 @@ def run_settings(c) -> dict:
   return run
 
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def repo_path(relative: str) -> pathlib.Path:
+  """A file of the repository (configs/..., tests/testdata/...) found from the package, not the cwd.
+
+  `pip install -e .` and a clone on `sys.path` keep the package inside the repository, so this
+  works from any folder (notebooks, scratch folders). A plain `pip install .` ships only the
+  Python modules: then there is no such file and the error says so.
+
+  Args:
+    relative: a path relative to the repository root, e.g. "configs/default.py"; a ":arg"
+      suffix is kept ("configs/default.py:smoke").
+
+  Returns:
+    The absolute path (with the suffix).
+
+  Raises:
+    ValueError: the file does not exist next to the package.
+  """
+  path, sep, arg = str(relative).partition(":")
+  full = REPO_ROOT / path
+  if not full.exists():
+    raise ValueError(f"{path}: not found under {REPO_ROOT}; configs and scenario files ship with "
+                     f"the repository (clone it and `pip install -e .`), not with `pip install .`")
+  return pathlib.Path(f"{full}{sep}{arg}")
+
+
 def load_config_file(path_and_arg: str) -> ml_collections.ConfigDict:
   """Loads `path.py[:arg]` and returns its `get_config(arg)`, as config_flags does.
 
@@ -181,8 +209,9 @@ def load_preset(path_and_arg: str, overrides: dict | None = None) -> ml_collecti
   """Loads a config file with its preset and applies dotted overrides (for notebooks).
 
   Args:
-    path_and_arg: e.g. "configs/default.py:smoke".
-    overrides: e.g. {"run.blocks": 40, "network.kappa": 40000}.
+    path_and_arg: e.g. "configs/default.py:smoke"; a relative path that does not exist from the
+      cwd is looked up in the repository (`repo_path`), so notebooks work from any folder.
+    overrides: e.g. {"run.blocks": 40, "network.kappa": 0.6}.
 
   Returns:
     The locked ConfigDict.
@@ -190,6 +219,9 @@ def load_preset(path_and_arg: str, overrides: dict | None = None) -> ml_collecti
   Raises:
     ValueError: an override names an unknown field or has the wrong type.
   """
+  path = str(path_and_arg).partition(":")[0]
+  if not pathlib.Path(path).is_absolute() and not pathlib.Path(path).exists():
+    path_and_arg = repo_path(path_and_arg)
   c = load_config_file(path_and_arg)
   c.lock()
   for dotted, value in (overrides or {}).items():

@@ -1,17 +1,16 @@
 r"""The federated Bittensor network: servers learn, validators judge, the chain pays.
 
-Presets (`--config=configs/default.py:<preset>`), runtimes measured on the machine named:
+Presets (`--config=configs/default.py:<preset>`); their runtimes are measured in one place, the
+README's "Config presets" table:
 
-  smoke  2 validators, 6 servers, width-32 models, 120 blocks: about 20 s on a 2-core CPU, most
-         of it compiling (measured 19 s). Tests, CI and notebooks.
+  smoke  2 validators, 6 servers, width-32 models, 120 blocks. Tests, CI and notebooks.
   small  4 validators, 12 servers, width-64 depth-2 models, 1000 blocks, a registration every
-         50 blocks: about 2 minutes on a 2-core CPU (measured 102 s, 13 blocks/s). The default when no
-         preset is given.
+         50 blocks. The default when no preset is given.
   large  8 validators, 56 servers, width-128 depth-4 models on 128-byte windows, 20000 blocks,
-         tempo 100: one GPU (not timed yet).
+         tempo 100: one GPU.
 
   python scripts/train.py --config=configs/default.py:smoke --workdir=runs/smoke
-  python scripts/train.py --config=configs/default.py:small --config.network.kappa=40000 \
+  python scripts/train.py --config=configs/default.py:small --config.network.kappa=0.6 \
       --workdir=runs/small
   python scripts/plot.py --workdir=runs/smoke
 

@@ -11,7 +11,7 @@ compare their dividends with the honest validators' under each bond model:
 
 The arg is a comma-separated list of words in any order: "classic" or "yuma3" (default classic),
 "liquid_alpha" (liquid alpha 2.0 on; off otherwise), and a preset of configs/default.py (default
-small, a few minutes on CPU). ":smoke" alone is classic Yuma on the smoke preset.
+small; runtimes in the README's "Config presets" table). ":smoke" alone is classic Yuma on the smoke preset.
 """
 import pathlib
 
