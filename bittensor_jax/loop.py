@@ -229,7 +229,30 @@ def read_history(workdir) -> dict:
   h = history.read_all(pathlib.Path(workdir) / "history")
   if "quality" in h and "role" in h and len(h["role"]):
     h["server_loss"] = h["quality"][:, h["role"][-1] == plots.SERVER]
+  config_file = pathlib.Path(workdir) / "config.json"
+  if config_file.is_file():
+    cfg = config_lib.network_config(json.loads(config_file.read_text()))
+    h["validator_behaviour"] = [network.VALIDATOR_BEHAVIOURS[b]
+                                for b in cfg.validator_behaviours()]
   return h
+
+
+def describe(workdir) -> str:
+  """A one-line title for a run's figures: preset-level settings from its config.json."""
+  config_file = pathlib.Path(workdir) / "config.json"
+  if not config_file.is_file():
+    return str(workdir)
+  c = json.loads(config_file.read_text())
+  cfg = config_lib.network_config(c)
+  parts = [f"{cfg.num_validators} validators"]
+  if cfg.lazy_validators or cfg.cabal_validators:
+    parts[-1] += f" ({cfg.lazy_validators} lazy, {cfg.cabal_validators} cabal)"
+  parts.append(f"{cfg.num_servers} servers ({cfg.noise_servers} noise, {cfg.offline_servers} "
+               f"offline, {cfg.copier_servers} copier)")
+  parts.append(f"{'Yuma3' if cfg.yuma3 else 'classic Yuma'}"
+               f"{' + liquid alpha' if cfg.liquid_alpha else ''}, kappa {cfg.u16('kappa')}/65535")
+  parts.append(f"width {cfg.model.width} depth {cfg.model.depth}, {c['run']['blocks']} blocks")
+  return f"{pathlib.Path(workdir).name}: " + ", ".join(parts)
 
 
 class _QuietOrbax(py_logging.Filter):

@@ -14,6 +14,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 SERVER, VALIDATOR = 0, 1
+# server behaviour codes (network.BEHAVIOURS order) and validator behaviour names -> colour
+SERVER_BEHAVIOURS = ("honest", "noise", "offline", "copier")
+BEHAVIOUR_COLOURS = {"honest": "tab:green", "noise": "tab:red", "offline": "tab:gray",
+                     "copier": "tab:purple", "lazy": "tab:olive", "cabal": "tab:red"}
 
 
 def rank(x) -> np.ndarray:
@@ -89,11 +93,33 @@ def _stake_panel(ax, history: dict) -> None:
              for i in range(len(servs))]
   ax.stackplot(x, share[:, order].T, colors=blues + oranges, linewidth=0.2, edgecolor="white")
   ax.legend(handles=[Patch(color="tab:blue", label="validators"),
-                     Patch(color="tab:orange", label="servers")], fontsize=7, loc="upper left")
-  ax.set(title="stake share", xlabel=xlabel, ylim=(0, 1))
+                     Patch(color="tab:orange", label="servers")], fontsize=7, loc="upper left",
+            bbox_to_anchor=(1.01, 1.0), frameon=False)
+  ax.set(title="stake share (stacked, one band per uid)", xlabel=xlabel, ylabel="share of stake",
+         ylim=(0, 1))
 
 
-def _lines_panel(ax, history: dict, key: str, role: int, title: str) -> None:
+def behaviour_names(history: dict) -> list[str] | None:
+  """What held each uid at the last epoch: server behaviours from history["behaviour"] [E,K],
+  validator behaviours from history["validator_behaviour"] (names, optional; else "validator")."""
+  roles = _roles(history)
+  if roles is None:
+    return None
+  names = ["validator" if r == VALIDATOR else "server" for r in roles]
+  vb = history.get("validator_behaviour")
+  v_uids = np.flatnonzero(roles == VALIDATOR)
+  if vb is not None and len(vb) == len(v_uids):
+    for uid, name in zip(v_uids, vb):
+      names[uid] = str(name)
+  sb = history.get("behaviour")
+  s_uids = np.flatnonzero(roles == SERVER)
+  if sb is not None and np.ndim(sb) == 2 and np.shape(sb)[1] == len(s_uids) and len(sb):
+    for uid, code in zip(s_uids, np.asarray(sb)[-1]):
+      names[uid] = SERVER_BEHAVIOURS[int(code)]
+  return names
+
+
+def _lines_panel(ax, history: dict, key: str, role: int, title: str, ylabel: str) -> None:
   values = _get(history, key, 2)
   if values is None:
     return _no_data(ax, title)
@@ -102,11 +128,17 @@ def _lines_panel(ax, history: dict, key: str, role: int, title: str) -> None:
   uids = np.arange(values.shape[1]) if roles is None else np.flatnonzero(roles == role)
   if uids.size == 0:
     uids = np.arange(values.shape[1])
-  for uid in uids:
-    ax.plot(x, values[:, uid], linewidth=1, label=f"uid {uid}")
-  if uids.size <= 10:
-    ax.legend(fontsize=6, ncol=2)
-  ax.set(title=title, xlabel=xlabel)
+  names = behaviour_names(history)
+  styles = ["-", "--", ":", "-."]
+  for i, uid in enumerate(uids):
+    name = names[uid] if names else ""
+    colour = BEHAVIOUR_COLOURS.get(name) if name else None
+    ax.plot(x, values[:, uid], linewidth=1.2, color=colour, linestyle=styles[i % len(styles)],
+            label=f"uid {uid} {name}".strip())
+  if uids.size <= 16:
+    # outside the axes, so it never covers a line
+    ax.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+  ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
 
 
 def _quality_panel(ax, history: dict) -> None:
@@ -117,9 +149,16 @@ def _quality_panel(ax, history: dict) -> None:
   roles = _roles(history)
   servers = np.ones_like(incentive, bool) if roles is None else roles == SERVER
   rho = spearman(incentive[servers], -quality[servers])
-  ax.scatter(quality[servers], incentive[servers], s=14, color="tab:orange")
+  names = behaviour_names(history)
+  kinds = np.asarray(names) if names else np.full(len(incentive), "server")
+  for kind in dict.fromkeys(kinds[servers]):
+    pick = servers & (kinds == kind)
+    ax.scatter(quality[pick], incentive[pick], s=24, color=BEHAVIOUR_COLOURS.get(kind),
+               label=kind)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
   ax.set(title=f"last epoch: Spearman rho(incentive, -loss) = {rho:.3f}",
-         xlabel="true held-out loss (lower is better)", ylabel="incentive")
+         xlabel="true held-out loss of the server (nats/byte, lower is better)",
+         ylabel="incentive (share)")
   ax.title.set_fontsize(9)
 
 
@@ -137,8 +176,8 @@ def _loss_panel(ax, history: dict) -> None:
     ax.plot(x, best, color="tab:orange", linewidth=1.5, label="best server")
   if ensemble is not None:
     ax.plot(x, ensemble, color="tab:blue", linewidth=1.5, label="ensemble")
-  ax.legend(fontsize=7)
-  ax.set(title="held-out loss", xlabel=xlabel)
+  ax.legend(fontsize=7, loc="upper right")
+  ax.set(title="held-out loss", xlabel=xlabel, ylabel="nats per byte")
 
 
 def _registration_panel(ax, history: dict) -> None:
@@ -153,8 +192,8 @@ def _registration_panel(ax, history: dict) -> None:
     ax.bar(x - width / 2, regs, width=width, color="tab:green", label="registrations")
   if deregs is not None:
     ax.bar(x + width / 2, deregs, width=width, color="tab:red", label="deregistrations")
-  ax.legend(fontsize=7)
-  ax.set(title="registrations / deregistrations", xlabel=xlabel)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+  ax.set(title="registrations / deregistrations", xlabel=xlabel, ylabel="count per epoch")
 
 
 def _save(fig: Figure, path) -> pathlib.Path:
@@ -172,9 +211,10 @@ def plot_dashboard(history: dict, path, title: str = "") -> pathlib.Path:
     history: arrays by name, as `history.read_all` returns them; all keys optional: stake,
       incentive, dividends, emission, quality, server_loss [E,N]; role [E,N] or roles [N]
       (0 server, 1 validator); ensemble_loss, best_server_loss, registrations,
-      deregistrations, block [E].
+      deregistrations, block [E]; behaviour [E,K] (server codes) and validator_behaviour
+      (names) mark each line with what holds the uid.
     path: the PNG to write.
-    title: the figure title.
+    title: the figure title (say what the run was: preset and key settings).
 
   Returns:
     The path written.
@@ -182,8 +222,9 @@ def plot_dashboard(history: dict, path, title: str = "") -> pathlib.Path:
   fig = Figure(figsize=(16, 9), layout="constrained")
   axes = fig.subplots(2, 3).ravel()
   _stake_panel(axes[0], history)
-  _lines_panel(axes[1], history, "incentive", SERVER, "incentive (servers)")
-  _lines_panel(axes[2], history, "dividends", VALIDATOR, "dividends (validators)")
+  _lines_panel(axes[1], history, "incentive", SERVER, "incentive (servers)", "share of incentive")
+  _lines_panel(axes[2], history, "dividends", VALIDATOR, "dividends (validators)",
+               "share of dividends")
   _quality_panel(axes[3], history)
   _loss_panel(axes[4], history)
   _registration_panel(axes[5], history)
@@ -222,23 +263,40 @@ def plot_scenario(replay_rows: list[dict], path, title: str = "") -> pathlib.Pat
     x, xlabel = np.asarray(blocks), "block"
   else:
     x, xlabel = np.arange(len(replay_rows)), "epoch"
-  for ax, key in zip(axes, ["dividends", "incentive", "consensus", "emission"]):
+  # roles as the epochs show them: a uid that ever earns dividends is a validator
+  dividends = _stack_rows(replay_rows, "dividends")
+  validator_U = (np.nan_to_num(dividends).max(0) > 0) if dividends is not None else None
+  panels = [("dividends", True, "share of dividends"), ("incentive", False, "share of incentive"),
+            ("consensus", False, "consensus weight"), ("emission", None, "TAO per epoch")]
+  for ax, (key, validators, ylabel) in zip(axes, panels):
     values = _stack_rows(replay_rows, key)
     if values is None:
       _no_data(ax, key)
       continue
-    for uid in range(values.shape[1]):
-      ax.plot(x, values[:, uid], marker=".", linewidth=1, label=f"uid {uid}")
-    if values.shape[1] <= 10:
-      ax.legend(fontsize=6, ncol=2)
-    ax.set(title=f"{key} per uid", xlabel=xlabel)
+    if key == "emission":
+      values = values / 1e9  # rao -> TAO
+    uids = np.arange(values.shape[1])
+    if validators is not None and validator_U is not None:
+      mask = np.zeros(values.shape[1], bool)
+      mask[:validator_U.shape[0]] = validator_U
+      uids = np.flatnonzero(mask if validators else ~mask)
+      if uids.size == 0:
+        uids = np.arange(values.shape[1])
+    is_v = lambda u: validator_U is not None and u < validator_U.shape[0] and validator_U[u]
+    for uid in uids:
+      ax.plot(x, values[:, uid], marker=".", linewidth=1, linestyle="-" if is_v(uid) else "--",
+              label=f"uid {uid} ({'validator' if is_v(uid) else 'server'})")
+    if uids.size <= 12:
+      ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    who = {True: "validators", False: "servers", None: "every uid"}[validators]
+    ax.set(title=f"{key} ({who})", xlabel=xlabel, ylabel=ylabel)
   bonds = replay_rows[-1].get("bonds") if replay_rows else None
   if bonds is None or np.size(bonds) == 0:
     _no_data(axes[4], "bonds (last epoch)")
   else:
     bonds = np.asarray(bonds, np.float64)
     image = axes[4].imshow(bonds, cmap="viridis", aspect="auto")
-    fig.colorbar(image, ax=axes[4])
+    fig.colorbar(image, ax=axes[4], label="stored bond (u16)")
     axes[4].set(title="bonds (last epoch)", xlabel="target uid", ylabel="bonding uid")
     if max(bonds.shape) <= 20:
       axes[4].set_xticks(range(bonds.shape[-1]))

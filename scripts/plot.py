@@ -25,7 +25,7 @@ def main(argv):
   if not (workdir / "history").is_dir():
     raise app.UsageError(f"{workdir} has no history/; is it a run directory?")
   dashboard = plots.plot_dashboard(loop.read_history(workdir), workdir / "dashboard.png",
-                                   title=str(workdir))
+                                   title=loop.describe(workdir))
   supply = emission.plot_supply_schedule(str(workdir / "supply_schedule.png"), years=FLAGS.years)
   print(dashboard)
   print(supply)
