@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import types
+import typing
 from typing import Any
 
 import flax.struct
@@ -46,6 +49,43 @@ VALIDATOR_BEHAVIOURS = ("honest", "lazy", "cabal")
 # Chain proportions stored as u16 (SPEC.md section 6) that a config may give as fractions.
 U16_PROPORTIONS = ("kappa", "bonds_penalty", "alpha_low", "alpha_high")
 DEFAULT_VALIDATOR_STAKE_TAO = 1000.0
+
+
+def _is_a(value, kind) -> bool:
+  if kind is bool:
+    return isinstance(value, (bool, np.bool_))
+  if isinstance(value, (bool, np.bool_)):
+    return False
+  if kind is int:
+    return isinstance(value, (int, np.integer))
+  if kind is float:  # an int is a fine float; nan and inf are not
+    return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)
+  if kind is tuple:
+    return isinstance(value, tuple) and all(_is_a(v, float) for v in value)
+  return isinstance(value, kind)
+
+
+def check_types(obj, prefix: str) -> None:
+  """Checks every field of a config dataclass against its (resolved) type annotation.
+
+  ml_collections already keeps an override's type equal to the config file's; this catches a
+  config file or a plain dict that gives the wrong type (bools are not numbers, floats must be
+  finite, tuples hold numbers).
+
+  Raises:
+    ValueError: naming `prefix.field`, the expected type and the value.
+  """
+  hints = typing.get_type_hints(type(obj))
+  for f in dataclasses.fields(obj):
+    value, hint = getattr(obj, f.name), hints[f.name]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = typing.get_args(hint) if union else (hint,)
+    if value is None and type(None) in kinds:
+      continue
+    kinds = tuple(k for k in kinds if k is not type(None))
+    if not any(_is_a(value, k) for k in kinds):
+      names = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
+      raise ValueError(f"{prefix}.{f.name}: expected {names}, got {value!r}")
 
 
 def u16_proportion(value, field: str = "value") -> int:
@@ -140,6 +180,7 @@ class NetworkConfig:
   seed: int = 0
 
   def __post_init__(self):
+    check_types(self, "network")
     check = lambda ok, field, msg: None if ok else _fail(field, msg)
     check(self.num_validators >= 1, "num_validators", "must be >= 1")
     check(self.num_servers >= 2, "num_servers", "must be >= 2")
