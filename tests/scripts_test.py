@@ -66,7 +66,8 @@ def test_export_csv_and_parquet(trained, env, tmp_path):
   incentive = history[history.field == "incentive"]
   assert sorted(incentive.epoch.unique()) == [0, 1] and sorted(incentive.uid.unique()) == list(
       range(8))
-  assert set(history[history.uid < 2].role) == {"validator"}
+  assert set(history[history.uid.between(0, 1)].role) == {"validator"}
+  assert set(history[history.uid == -1].role) == {"network"}
   pd.testing.assert_frame_equal(history, pd.read_parquet(tmp_path / "history.parquet"),
                                 check_dtype=False)
   metagraph = pd.read_csv(tmp_path / "metagraph.csv")
