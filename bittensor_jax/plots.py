@@ -196,15 +196,15 @@ def _registration_panel(ax, history: dict) -> None:
   ax.set(title="registrations / deregistrations", xlabel=xlabel, ylabel="count per epoch")
 
 
-def _save(fig: Figure, path) -> pathlib.Path:
+def _save(fig: Figure, path, dpi: int = 100) -> pathlib.Path:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   FigureCanvasAgg(fig)
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=dpi)
   return path
 
 
-def plot_dashboard(history: dict, path, title: str = "") -> pathlib.Path:
+def plot_dashboard(history: dict, path, title: str = "", dpi: int = 100) -> pathlib.Path:
   """Writes a 2x3 dashboard PNG of a run.
 
   Args:
@@ -215,6 +215,7 @@ def plot_dashboard(history: dict, path, title: str = "") -> pathlib.Path:
       (names) mark each line with what holds the uid.
     path: the PNG to write.
     title: the figure title (say what the run was: preset and key settings).
+    dpi: resolution of the PNG (the figure is 16 x 9 inches).
 
   Returns:
     The path written.
@@ -230,7 +231,7 @@ def plot_dashboard(history: dict, path, title: str = "") -> pathlib.Path:
   _registration_panel(axes[5], history)
   if title:
     fig.suptitle(title)
-  return _save(fig, path)
+  return _save(fig, path, dpi)
 
 
 def _stack_rows(rows: list[dict], key: str) -> np.ndarray | None:
@@ -244,7 +245,8 @@ def _stack_rows(rows: list[dict], key: str) -> np.ndarray | None:
   return out
 
 
-def plot_scenario(replay_rows: list[dict], path, title: str = "") -> pathlib.Path:
+def plot_scenario(replay_rows: list[dict], path, title: str = "", dpi: int = 100
+                  ) -> pathlib.Path:
   """Writes a PNG of a chain scenario replay.
 
   Args:
@@ -252,6 +254,7 @@ def plot_scenario(replay_rows: list[dict], path, title: str = "") -> pathlib.Pat
       emission (per uid) and bonds (n x n nested list); any may be missing.
     path: the PNG to write.
     title: the figure title.
+    dpi: resolution of the PNG (the figure is 16 x 9 inches).
 
   Returns:
     The path written.
@@ -304,4 +307,4 @@ def plot_scenario(replay_rows: list[dict], path, title: str = "") -> pathlib.Pat
   axes[5].set_axis_off()
   if title:
     fig.suptitle(title)
-  return _save(fig, path)
+  return _save(fig, path, dpi)
