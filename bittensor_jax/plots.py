@@ -251,7 +251,8 @@ def plot_scenario(replay_rows: list[dict], path, title: str = "", dpi: int = 100
 
   Args:
     replay_rows: one dict per epoch with keys block, incentive, dividends, consensus,
-      emission (per uid) and bonds (n x n nested list); any may be missing.
+      emission, validator_permit (per uid) and bonds (n x n nested list); any may be missing.
+      A uid that ever holds a permit or earns dividends is drawn as a validator.
     path: the PNG to write.
     title: the figure title.
     dpi: resolution of the PNG (the figure is 16 x 9 inches).
@@ -266,9 +267,19 @@ def plot_scenario(replay_rows: list[dict], path, title: str = "", dpi: int = 100
     x, xlabel = np.asarray(blocks), "block"
   else:
     x, xlabel = np.arange(len(replay_rows)), "epoch"
-  # roles as the epochs show them: a uid that ever earns dividends is a validator
-  dividends = _stack_rows(replay_rows, "dividends")
-  validator_U = (np.nan_to_num(dividends).max(0) > 0) if dividends is not None else None
+  # roles as the epochs show them: a uid that ever holds a validator permit or earns dividends
+  # is a validator (a permit holder whose weights consensus rejects earns none)
+  validator_U = None
+  for key in ("validator_permit", "dividends"):
+    values = _stack_rows(replay_rows, key)
+    if values is not None:
+      seen = np.nan_to_num(values).max(0) > 0
+      if validator_U is None:
+        validator_U = seen
+      else:
+        size = max(seen.shape[0], validator_U.shape[0])
+        validator_U = np.pad(validator_U, (0, size - validator_U.shape[0])) | np.pad(
+            seen, (0, size - seen.shape[0]))
   panels = [("dividends", True, "share of dividends"), ("incentive", False, "share of incentive"),
             ("consensus", False, "consensus weight"), ("emission", None, "TAO per epoch")]
   for ax, (key, validators, ylabel) in zip(axes, panels):
