@@ -180,12 +180,14 @@ class Checkpoints:
       raise ValueError(f"checksum mismatch in checkpoint step {step}")
     return _wrap_keys(template_state, plain, full_meta["key_impls"]), full_meta["user"]
 
-  def restore(self, template_state) -> tuple[int, Any, dict] | None:
+  def restore(self, template_state, max_step: int | None = None
+              ) -> tuple[int, Any, dict] | None:
     """Restores the newest checkpoint that reads back intact.
 
     Args:
       template_state: a pytree of arrays or ShapeDtypeStructs with the state's structure,
         dtypes and shapes (typed keys where the state has them).
+      max_step: if given, only steps <= max_step are considered.
 
     Returns:
       (step, state, meta) of the newest valid checkpoint, or None when there is none.
@@ -193,6 +195,8 @@ class Checkpoints:
     self.wait()
     self.manager.reload()
     for step in sorted(self.manager.all_steps(), reverse=True):
+      if max_step is not None and step > max_step:
+        continue
       try:
         state, meta = self.restore_step(step, template_state)
       except Exception as e:  # pylint: disable=broad-exception-caught

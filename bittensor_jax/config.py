@@ -2,8 +2,10 @@
 
 A ConfigDict never enters jitted code: `network_config` copies `c.network` into
 `network.NetworkConfig` (with `transformer.ModelConfig` and `train.TrainConfig` nested), turning
-lists into tuples and checking every value against the dataclass field's type. Unknown keys and
-bad values raise ValueError naming the config field (`network.model.width: ...`).
+lists into tuples. Types are checked by ml_collections (an override keeps the config file's type)
+and by `network.check_types` (the dataclass annotations, resolved with `typing.get_type_hints`);
+ranges by `NetworkConfig` itself. Unknown keys and bad values raise ValueError naming the config
+field (`network.model.width: ...`).
 
   c = config.load_preset("configs/default.py:smoke")   # notebooks
   cfg = config.network_config(c)
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import math
 import pathlib
 from typing import Any
 
@@ -30,36 +31,9 @@ def _to_dict(c) -> dict:
   return c.to_dict() if isinstance(c, ml_collections.ConfigDict) else dict(c)
 
 
-def _check_value(where: str, annotation: str, default: Any, value: Any) -> Any:
-  """Checks `value` against a dataclass field annotation (a string under PEP 563)."""
-  annotation = annotation.__name__ if isinstance(annotation, type) else str(annotation)
-  if value is None:
-    if "None" in annotation or default is None:
-      return None
-    raise ValueError(f"{where}: must not be None")
-  base = annotation.replace("| None", "").replace("None |", "").strip()
-  if base == "bool":
-    if not isinstance(value, bool):
-      raise ValueError(f"{where}: expected a bool, got {value!r}")
-  elif base == "int":
-    if isinstance(value, bool) or not isinstance(value, int):
-      raise ValueError(f"{where}: expected an integer, got {value!r}")
-  elif base == "float":
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-      raise ValueError(f"{where}: expected a number, got {value!r}")
-    if not math.isfinite(value):
-      raise ValueError(f"{where}: must be finite, got {value!r}")
-    value = float(value)
-  elif base == "str":
-    if not isinstance(value, str):
-      raise ValueError(f"{where}: expected a string, got {value!r}")
-  elif base == "tuple":
-    if not isinstance(value, (list, tuple)):
-      raise ValueError(f"{where}: expected a sequence, got {value!r}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-      raise ValueError(f"{where}: expected numbers, got {value!r}")
-    value = tuple(float(v) for v in value)
-  return value
+def _plain(value: Any) -> Any:
+  """ConfigDict values as the dataclasses hold them: lists become tuples."""
+  return tuple(value) if isinstance(value, list) else value
 
 
 def _build(cls, values: dict, prefix: str):
@@ -77,21 +51,22 @@ def _build(cls, values: dict, prefix: str):
         raise ValueError(f"{where}: expected a dict of {_NESTED[name].__name__} fields")
       kwargs[name] = _build(_NESTED[name], value, where)
     else:
-      kwargs[name] = _check_value(where, f.type, f.default, value)
-  if cls is transformer.ModelConfig:
-    _check_model(prefix, kwargs)
-  if cls is train.TrainConfig:
-    _check_train(prefix, kwargs)
+      kwargs[name] = _plain(value)
   try:
-    return cls(**kwargs)
+    obj = cls(**kwargs)  # NetworkConfig checks its own types and ranges
   except ValueError as e:
     msg = str(e)
     raise ValueError(msg if msg.startswith(prefix) else f"{prefix}: {msg}") from e
+  if cls is not network.NetworkConfig:
+    network.check_types(obj, prefix)
+  if cls is transformer.ModelConfig:
+    _check_model(prefix, dataclasses.asdict(obj))
+  if cls is train.TrainConfig:
+    _check_train(prefix, dataclasses.asdict(obj))
+  return obj
 
 
-def _check_model(prefix: str, kw: dict) -> None:
-  d = dataclasses.asdict(transformer.ModelConfig())
-  d.update(kw)
+def _check_model(prefix: str, d: dict) -> None:
   for name in ("vocab", "width", "depth", "heads", "context", "mlp_ratio"):
     if d[name] < 1:
       raise ValueError(f"{prefix}.{name}: must be >= 1, got {d[name]}")
@@ -99,9 +74,7 @@ def _check_model(prefix: str, kw: dict) -> None:
     raise ValueError(f"{prefix}.width: {d['width']} is not a multiple of heads={d['heads']}")
 
 
-def _check_train(prefix: str, kw: dict) -> None:
-  d = dataclasses.asdict(train.TrainConfig())
-  d.update(kw)
+def _check_train(prefix: str, d: dict) -> None:
   if d["schedule"] not in ("cosine", "constant"):
     raise ValueError(f"{prefix}.schedule: must be 'cosine' or 'constant', got {d['schedule']!r}")
   if not d["lr"] > 0:
@@ -158,6 +131,34 @@ def run_settings(c) -> dict:
   return run
 
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def repo_path(relative: str) -> pathlib.Path:
+  """A file of the repository (configs/..., tests/testdata/...) found from the package, not the cwd.
+
+  `pip install -e .` and a clone on `sys.path` keep the package inside the repository, so this
+  works from any folder (notebooks, scratch folders). A plain `pip install .` ships only the
+  Python modules: then there is no such file and the error says so.
+
+  Args:
+    relative: a path relative to the repository root, e.g. "configs/default.py"; a ":arg"
+      suffix is kept ("configs/default.py:smoke").
+
+  Returns:
+    The absolute path (with the suffix).
+
+  Raises:
+    ValueError: the file does not exist next to the package.
+  """
+  path, sep, arg = str(relative).partition(":")
+  full = REPO_ROOT / path
+  if not full.exists():
+    raise ValueError(f"{path}: not found under {REPO_ROOT}; configs and scenario files ship with "
+                     f"the repository (clone it and `pip install -e .`), not with `pip install .`")
+  return pathlib.Path(f"{full}{sep}{arg}")
+
+
 def load_config_file(path_and_arg: str) -> ml_collections.ConfigDict:
   """Loads `path.py[:arg]` and returns its `get_config(arg)`, as config_flags does.
 
@@ -181,8 +182,9 @@ def load_preset(path_and_arg: str, overrides: dict | None = None) -> ml_collecti
   """Loads a config file with its preset and applies dotted overrides (for notebooks).
 
   Args:
-    path_and_arg: e.g. "configs/default.py:smoke".
-    overrides: e.g. {"run.blocks": 40, "network.kappa": 40000}.
+    path_and_arg: e.g. "configs/default.py:smoke"; a relative path that does not exist from the
+      cwd is looked up in the repository (`repo_path`), so notebooks work from any folder.
+    overrides: e.g. {"run.blocks": 40, "network.kappa": 0.6}.
 
   Returns:
     The locked ConfigDict.
@@ -190,6 +192,9 @@ def load_preset(path_and_arg: str, overrides: dict | None = None) -> ml_collecti
   Raises:
     ValueError: an override names an unknown field or has the wrong type.
   """
+  path = str(path_and_arg).partition(":")[0]
+  if not pathlib.Path(path).is_absolute() and not pathlib.Path(path).exists():
+    path_and_arg = repo_path(path_and_arg)
   c = load_config_file(path_and_arg)
   c.lock()
   for dotted, value in (overrides or {}).items():

@@ -62,19 +62,46 @@ def num_epochs(path) -> int:
   return int(json.loads(file.read_text())["num_epochs"])
 
 
+# The metagraph letters of the SDK (`bittensor.Metagraph`: S W B C Tv I D E) -> stored names.
+ALIASES = {"S": "stake", "W": "weights", "B": "bonds", "C": "consensus", "Tv": "validator_trust",
+           "I": "incentive", "D": "dividends", "E": "emission"}
+
+
+def resolve(path, field: str) -> str:
+  """The stored name of `field` (a stored name or a metagraph letter, `ALIASES`).
+
+  Raises:
+    ValueError: the history does not exist, or has no such field (the message lists them).
+  """
+  path = pathlib.Path(path)
+  if not (path / _FIELDS).exists():
+    raise ValueError(f"{path} is not a history (no {_FIELDS}); pass <workdir>/history")
+  known = _load_fields(path)
+  name = ALIASES.get(field, field)
+  if name not in known:
+    letters = ", ".join(f"{k}={v}" for k, v in ALIASES.items())
+    raise ValueError(f"history field {field!r} unknown; known: {sorted(known)} "
+                     f"(metagraph letters: {letters})")
+  return name
+
+
 def read(path, field: str, start: int = 0, stop: int | None = None) -> np.ndarray:
   """Reads rows [start, stop) of one field, clipped to the completed epochs.
 
   Args:
-    path: the history directory.
-    field: the field name.
+    path: the history directory (str or Path).
+    field: the stored name ("incentive") or the SDK's metagraph letter ("I"; `ALIASES`).
     start: first epoch.
     stop: one past the last epoch; None for all completed epochs.
 
   Returns:
     An array [stop - start, *shape] of the field's dtype.
+
+  Raises:
+    ValueError: an unknown field (the message lists the known ones) or a missing history.
   """
   path = pathlib.Path(path)
+  field = resolve(path, field)
   count = num_epochs(path)
   stop = count if stop is None else min(stop, count)
   start = min(start, stop)

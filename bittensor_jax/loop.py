@@ -27,11 +27,16 @@ History fields (E epochs, N uids, K servers), the metagraph letters spelled as w
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import json
 import logging as py_logging
 import math
 import os
 import pathlib
+import shutil
+import socket
 import sys
 import time
 from typing import Any
@@ -42,7 +47,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from bittensor_jax import checkpoint, distributed, history, network, plots
+from bittensor_jax import checkpoint, distributed, export, history, network, plots
 from bittensor_jax import config as config_lib
 
 SUMMARY_KEYS = ("ensemble_loss", "best_server_loss", "isolated_server_loss",
@@ -197,27 +202,26 @@ def summarize(cfg: network.NetworkConfig, state: network.NetworkState, last: dic
       "honest_stake_share": float(stake_V[honest_V].sum() / total_v) if total_v > 0 else math.nan,
       "final_incentive": incentive_K.tolist(),
       "final_quality": quality_K.tolist(),
+      "final_consensus": np.asarray(last["consensus"], np.float64)[V:].tolist(),
+      "validators": _validator_rows(cfg, state),
   }
 
 
-def metagraph_table(cfg: network.NetworkConfig, state: network.NetworkState) -> str:
-  """A readable metagraph: uid, role, behaviour, stake (TAO), I, D, C, Tv, E (TAO), permit."""
+def _validator_rows(cfg: network.NetworkConfig, state: network.NetworkState) -> list[dict]:
+  """Per validator: uid, behaviour, stake (TAO), dividends, vtrust, registered_at (last epoch)."""
   sub = jax.device_get(state.subnet)
-  V = cfg.num_validators  # pylint: disable=invalid-name
-  vb, sb = cfg.validator_behaviours(), np.asarray(state.behaviour_K)
-  lines = [f"{'uid':>4} {'role':<9} {'behaviour':<9} {'stake TAO':>12} {'I':>7} {'D':>7} "
-           f"{'C':>7} {'Tv':>7} {'E TAO':>10} permit"]
-  for uid in range(cfg.num_uids):
-    if uid < V:
-      role, kind = "validator", network.VALIDATOR_BEHAVIOURS[vb[uid]]
-    else:
-      role, kind = "server", network.BEHAVIOURS[sb[uid - V]]
-    lines.append(
-        f"{uid:>4} {role:<9} {kind:<9} {sub.stake_N[uid] / network.RAO:>12.3f} "
-        f"{sub.incentive_N[uid]:>7.4f} {sub.dividends_N[uid]:>7.4f} {sub.consensus_N[uid]:>7.4f} "
-        f"{sub.validator_trust_N[uid]:>7.4f} {sub.emission_N[uid] / network.RAO:>10.4f} "
-        f"{'yes' if sub.permit_N[uid] else 'no'}")
-  return "\n".join(lines)
+  vb = cfg.validator_behaviours()
+  return [{"uid": v, "behaviour": network.VALIDATOR_BEHAVIOURS[vb[v]],
+           "stake_tao": float(sub.stake_N[v]) / network.RAO,
+           "dividends": float(sub.dividends_N[v]), "vtrust": float(sub.validator_trust_N[v]),
+           "registered_at": int(sub.registered_at_N[v])} for v in range(cfg.num_validators)]
+
+
+def metagraph_table(cfg: network.NetworkConfig, state: network.NetworkState) -> str:
+  """The metagraph as btcli's columns (`export.METAGRAPH_COLUMNS`), as text."""
+  sub = jax.device_get(state.subnet)
+  frame = export.metagraph_frame(cfg, export.subnet_row(sub), jax.device_get(state.behaviour_K))
+  return export.format_metagraph(frame)
 
 
 def read_history(workdir) -> dict:
@@ -225,7 +229,30 @@ def read_history(workdir) -> dict:
   h = history.read_all(pathlib.Path(workdir) / "history")
   if "quality" in h and "role" in h and len(h["role"]):
     h["server_loss"] = h["quality"][:, h["role"][-1] == plots.SERVER]
+  config_file = pathlib.Path(workdir) / "config.json"
+  if config_file.is_file():
+    cfg = config_lib.network_config(json.loads(config_file.read_text()))
+    h["validator_behaviour"] = [network.VALIDATOR_BEHAVIOURS[b]
+                                for b in cfg.validator_behaviours()]
   return h
+
+
+def describe(workdir) -> str:
+  """A one-line title for a run's figures: preset-level settings from its config.json."""
+  config_file = pathlib.Path(workdir) / "config.json"
+  if not config_file.is_file():
+    return str(workdir)
+  c = json.loads(config_file.read_text())
+  cfg = config_lib.network_config(c)
+  parts = [f"{cfg.num_validators} validators"]
+  if cfg.lazy_validators or cfg.cabal_validators:
+    parts[-1] += f" ({cfg.lazy_validators} lazy, {cfg.cabal_validators} cabal)"
+  parts.append(f"{cfg.num_servers} servers ({cfg.noise_servers} noise, {cfg.offline_servers} "
+               f"offline, {cfg.copier_servers} copier)")
+  parts.append(f"{'Yuma3' if cfg.yuma3 else 'classic Yuma'}"
+               f"{' + liquid alpha' if cfg.liquid_alpha else ''}, kappa {cfg.u16('kappa')}/65535")
+  parts.append(f"width {cfg.model.width} depth {cfg.model.depth}, {c['run']['blocks']} blocks")
+  return f"{pathlib.Path(workdir).name}: " + ", ".join(parts)
 
 
 class _QuietOrbax(py_logging.Filter):
@@ -239,6 +266,105 @@ def _quiet_orbax() -> None:
   handler = logging.get_absl_handler()
   if not any(isinstance(f, _QuietOrbax) for f in handler.filters):
     handler.addFilter(_QuietOrbax())
+
+
+def quiet_console() -> None:
+  """No per-save orbax chatter and no "Unable to initialize backend 'tpu'" INFO line on CPU/GPU.
+
+  Call it before jax first touches a backend (scripts do it at the top of main).
+  """
+  _quiet_orbax()
+  py_logging.getLogger("jax._src.xla_bridge").setLevel(py_logging.WARNING)
+
+
+class _TqdmStream:
+  """A stream that writes through `tqdm.write`, so log lines never share a line with a bar."""
+
+  def __init__(self, stream):
+    self.stream = stream
+
+  def write(self, text: str) -> None:
+    if text.strip():
+      tqdm.tqdm.write(text.rstrip("\n"), file=self.stream)
+
+  def flush(self) -> None:
+    self.stream.flush()
+
+
+@contextlib.contextmanager
+def _logging_around_tqdm():
+  """Routes absl's log lines through `tqdm.write`, so they never share a line with the bar.
+
+  `tqdm.contrib.logging.logging_redirect_tqdm` only replaces plain console StreamHandlers; absl's
+  handler wraps one, so that context adds a second handler to the root logger and every line is
+  printed twice (and orbax's INFO chatter escapes our filter). The stream inside absl's handler
+  is routed through `tqdm.write` instead, which is what tqdm's handler does.
+  """
+  absl_handler = logging.get_absl_handler().python_handler
+  old = absl_handler.stream
+  absl_handler.stream = _TqdmStream(old)
+  try:
+    yield
+  finally:
+    absl_handler.stream = old
+
+
+class WorkdirLock:
+  """An exclusive `flock` on <workdir>/.lock that says who holds it; released on exit or death.
+
+  Raises:
+    ValueError: another process holds the lock (the message names its pid, host and start).
+  """
+
+  def __init__(self, workdir: pathlib.Path):
+    self.path = pathlib.Path(workdir) / ".lock"
+    self.file = None
+
+  def __enter__(self):
+    self.file = open(self.path, "a+")  # pylint: disable=consider-using-with
+    try:
+      fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self.file.seek(0)
+      holder = self.file.read().strip() or "another process"
+      self.file.close()
+      raise ValueError(f"workdir {self.path.parent} is in use by {holder}; wait for it to end "
+                       f"or use another --workdir") from None
+    self.file.seek(0)
+    self.file.truncate()
+    self.file.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                    f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}")
+    self.file.flush()
+    return self
+
+  def __exit__(self, *exc):
+    self.file.close()  # closing releases the flock
+
+
+def _check_history_covers(workdir: pathlib.Path, ckpts: checkpoint.Checkpoints, template,
+                          restored):
+  """Repairs a resume whose history holds fewer epochs than the newest checkpoint.
+
+  The loop writes an epoch's history row before its checkpoint, so this only happens when the
+  history was truncated or replaced. The newest checkpoint at or before the history's last
+  epoch is restored instead (the epochs after it are recomputed bit-exactly); with none kept,
+  the resume is refused.
+  """
+  if restored is None:
+    return None
+  count = history.num_epochs(workdir / "history")
+  if restored[0] <= count:
+    return restored
+  older = [s for s in ckpts.all_steps() if s <= count]
+  if not older:
+    raise ValueError(
+        f"{workdir}: history/ holds {count} epochs but the oldest kept checkpoint is at epoch "
+        f"{min(ckpts.all_steps())}; the summary would mix epochs. Restore the history or use a "
+        f"new --workdir.")
+  logging.warning("%s: history/ holds %d epochs, the newest checkpoint is at epoch %d: resuming "
+                  "from the checkpoint at epoch %d instead", workdir, count, restored[0],
+                  max(older))
+  return ckpts.restore(template, max_step=count)
 
 
 def _prepare_workdir(config, workdir: pathlib.Path) -> None:
@@ -266,18 +392,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
       differs in a field that changes the run.
   """
   jax.config.update("jax_enable_x64", True)
-  _quiet_orbax()
+  quiet_console()
   workdir = pathlib.Path(workdir)
   cfg = config_lib.network_config(config)
   run = config_lib.run_settings(config)
+  if cfg.data_dir is not None and not pathlib.Path(cfg.data_dir).is_dir():
+    raise ValueError(f"network.data_dir: {cfg.data_dir!r} is not a folder")
+  net = network.Network(cfg)  # loads the data: its errors come before the workdir exists
   main = distributed.is_main_process()  # with many processes, one writes the files
-  if main:
-    _prepare_workdir(config, workdir)
-  net = network.Network(cfg)
+  created = not workdir.exists()
+  with contextlib.ExitStack() as stack:
+    if main:
+      workdir.mkdir(parents=True, exist_ok=True)
+      try:
+        stack.enter_context(WorkdirLock(workdir))
+        _prepare_workdir(config, workdir)
+      except BaseException:
+        if created:
+          shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    try:
+      return _train(config, cfg, run, net, workdir, main)
+    except BaseException:
+      # a run that dies before its first epoch leaves no empty workdir behind
+      if main and created and history.num_epochs(workdir / "history") == 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+      raise
+
+
+def _train(config, cfg: network.NetworkConfig, run: dict, net: network.Network,
+           workdir: pathlib.Path, main: bool) -> dict[str, Any]:
+  """The body of `train_and_evaluate`, with the workdir prepared and locked."""
+  del config
   ckpts = checkpoint.Checkpoints(workdir / "checkpoints", run["keep_checkpoints"],
                                  run["checkpoint_every_epochs"])
   state = net.init()  # also the restore template (shapes, dtypes, shardings)
   restored = ckpts.restore(state) if ckpts.all_steps() else None
+  restored = _check_history_covers(workdir, ckpts, state, restored)
   if restored is None:
     epoch = 0
   else:
@@ -288,49 +439,59 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
     raise ValueError(f"run.blocks: {run['blocks']} is less than the {block} blocks already run "
                      f"in {workdir}")
   writer = history.HistoryWriter(workdir / "history", history_fields(cfg)) if main else None
+  # smoothing=0: the rate (and ETA) is blocks since the bar's start_t over the time since then;
+  # start_t is moved past the first call, so the ETA excludes the compile
   bar = tqdm.tqdm(total=run["blocks"], initial=block, unit="block", file=sys.stderr,
-                  mininterval=1.0, dynamic_ncols=True, disable=not main)
-  calls, timed_blocks, timed_seconds = 0, 0, 0.0
+                  mininterval=1.0, dynamic_ncols=True, disable=not main, smoothing=0)
+  calls, timed_blocks, timed_seconds, compile_seconds = 0, 0, 0.0, 0.0
   row = None
-  while block < run["blocks"]:
-    n = min(run["blocks_per_call"], run["blocks"] - block)
-    before = (int(state.registrations), np.asarray(state.deregistered_5, np.int64))
-    ckpts.wait()  # `run` donates the state: any save of it must have finished
-    start = time.perf_counter()
-    state, metrics = net.run(net.shard(state), n)
-    row = _epoch_row(cfg, state, metrics, before)  # pulls to host, so timing is honest
-    seconds = time.perf_counter() - start
-    if calls:
-      timed_blocks, timed_seconds = timed_blocks + n, timed_seconds + seconds
-    calls += 1
-    block += n
-    if writer is not None:
-      writer.append(epoch, row)  # before the checkpoint of this epoch (see module docstring)
-    epoch += 1
-    if block >= run["blocks"] or epoch % run["checkpoint_every_epochs"] == 0:
-      ckpts.save(epoch, state, meta={"block": block, "epoch": epoch},
-                 force=block >= run["blocks"])
-    issuance = int(row["total_issuance"]) / network.RAO
-    bar.set_postfix(epoch=epoch, loss=f"{row['ensemble_loss']:.3f}",
-                    issuance=f"{issuance:.1f} TAO",
-                    bps=f"{timed_blocks / timed_seconds:.1f}" if timed_seconds else "-",
-                    refresh=False)
-    bar.update(n)
-    if epoch % run["log_every_epochs"] == 0 or block >= run["blocks"]:
-      logging.info("epoch %d block %d: ensemble %.4f best %.4f isolated %.4f nats/byte, "
-                   "issuance %.3f TAO, registrations %d", epoch, block, row["ensemble_loss"],
-                   row["best_server_loss"], row["isolated_server_loss"], issuance,
-                   int(state.registrations))
-  bar.close()
+  with _logging_around_tqdm() if main else contextlib.nullcontext():
+    while block < run["blocks"]:
+      n = min(run["blocks_per_call"], run["blocks"] - block)
+      before = (int(state.registrations), np.asarray(state.deregistered_5, np.int64))
+      ckpts.wait()  # `run` donates the state: any save of it must have finished
+      start = time.perf_counter()
+      state, metrics = net.run(net.shard(state), n)
+      row = _epoch_row(cfg, state, metrics, before)  # pulls to host, so timing is honest
+      seconds = time.perf_counter() - start
+      if calls:
+        timed_blocks, timed_seconds = timed_blocks + n, timed_seconds + seconds
+      calls += 1
+      block += n
+      if writer is not None:
+        writer.append(epoch, row)  # before the checkpoint of this epoch (see module docstring)
+      epoch += 1
+      if block >= run["blocks"] or epoch % run["checkpoint_every_epochs"] == 0:
+        ckpts.save(epoch, state, meta={"block": block, "epoch": epoch},
+                   force=block >= run["blocks"])
+      issuance = int(row["total_issuance"]) / network.RAO
+      bar.set_postfix(epoch=epoch, loss=f"{row['ensemble_loss']:.3f}",
+                      issuance=f"{issuance:.1f} TAO", refresh=False)
+      if calls == 1:  # the first call compiled: time (and the ETA) from after it
+        compile_seconds = seconds
+        bar.initial, bar.start_t = bar.n + n, bar._time()  # pylint: disable=protected-access
+        logging.info("first call (compile + %d blocks): %.1f s; the ETA counts from here", n,
+                     seconds)
+      bar.update(n)
+      if epoch % run["log_every_epochs"] == 0 or block >= run["blocks"]:
+        logging.info("epoch %d block %d: ensemble %.4f best %.4f isolated %.4f nats/byte, "
+                     "issuance %.3f TAO, registrations %d", epoch, block, row["ensemble_loss"],
+                     row["best_server_loss"], row["isolated_server_loss"], issuance,
+                     int(state.registrations))
+    bar.close()
   ckpts.wait()
   ckpts.close()
   if row is None:  # nothing left to run: summarize the restored run from its history
     count = history.num_epochs(workdir / "history")
     if count == 0:
       raise ValueError(f"run.blocks: nothing to run and no history in {workdir}")
+    if count != epoch:
+      raise ValueError(f"{workdir}: history/ holds {count} epochs, the checkpoint is at epoch "
+                       f"{epoch}; the summary would mix epochs")
     row = {k: v[0] for k, v in history.read_all(workdir / "history", count - 1).items()}
   summary = summarize(cfg, state, row)
   summary["blocks_per_second"] = timed_blocks / timed_seconds if timed_seconds else None
+  summary["compile_seconds"] = compile_seconds or None
   summary["epochs"] = epoch
   if main:
     _write_json(workdir / "summary.json", summary)

@@ -11,7 +11,8 @@ This is where the neuron models and the chain meet; neither knows of the other. 
      (max-weight limit, u16) and the chain-side checks;
   4. the chain mints the block emission and, every `tempo` blocks, runs Yuma and pays stake;
   5. every `registration_interval` blocks a newcomer registers: the pruned uid's model and
-     optimizer are re-initialized, its bonds and weights cleared as on chain.
+     optimizer are re-initialized, its bonds and weights cleared as on chain. Validators are
+     pruned only when `deregister_validators` is set; by default the pruning rule sees servers.
 
 Dims: N uids (validators 0..V-1, servers V..V+K-1), V validators, K servers, M stacked models
 (K servers, then one isolated baseline model, then padding to a multiple of the device count),
@@ -22,6 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import types
+import typing
 from typing import Any
 
 import flax.struct
@@ -42,6 +46,80 @@ BEHAVIOURS = ("honest", "noise", "offline", "copier")
 # Validator behaviours.
 V_HONEST, V_LAZY, V_CABAL = 0, 1, 2
 VALIDATOR_BEHAVIOURS = ("honest", "lazy", "cabal")
+# Chain proportions stored as u16 (SPEC.md section 6) that a config may give as fractions.
+U16_PROPORTIONS = ("kappa", "bonds_penalty", "alpha_low", "alpha_high")
+DEFAULT_VALIDATOR_STAKE_TAO = 1000.0
+
+
+def _is_a(value, kind) -> bool:
+  if kind is bool:
+    return isinstance(value, (bool, np.bool_))
+  if isinstance(value, (bool, np.bool_)):
+    return False
+  if kind is int:
+    return isinstance(value, (int, np.integer))
+  if kind is float:  # an int is a fine float; nan and inf are not
+    return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)
+  if kind is tuple:
+    return isinstance(value, tuple) and all(_is_a(v, float) for v in value)
+  return isinstance(value, kind)
+
+
+def check_types(obj, prefix: str) -> None:
+  """Checks every field of a config dataclass against its (resolved) type annotation.
+
+  ml_collections already keeps an override's type equal to the config file's; this catches a
+  config file or a plain dict that gives the wrong type (bools are not numbers, floats must be
+  finite, tuples hold numbers).
+
+  Raises:
+    ValueError: naming `prefix.field`, the expected type and the value.
+  """
+  hints = typing.get_type_hints(type(obj))
+  for f in dataclasses.fields(obj):
+    value, hint = getattr(obj, f.name), hints[f.name]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = typing.get_args(hint) if union else (hint,)
+    if value is None and type(None) in kinds:
+      continue
+    kinds = tuple(k for k in kinds if k is not type(None))
+    if not any(_is_a(value, k) for k in kinds):
+      names = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
+      raise ValueError(f"{prefix}.{f.name}: expected {names}, got {value!r}")
+
+
+def u16_proportion(value, field: str = "value") -> int:
+  """A chain proportion as its stored u16: a float in [0, 1] is a fraction, an int is the u16.
+
+  Fractions truncate, as btcli's `float_to_u16` does (`int(value * 65535)`): 0.5 -> 32767 (the
+  chain's default kappa), 1.0 -> 65535, 0.7 -> 45874. An integral float above 1 (a ConfigDict
+  field holding a float turns `--config.network.kappa=32767` into 32767.0) is the u16 itself.
+  The one ambiguous spelling is 1 vs 1.0: the int 1 is the u16 1, the float 1.0 the fraction 1.
+
+  Args:
+    value: an int in [0, 65535] or a float in [0, 1] (or an integral float in [1, 65535]).
+    field: the name used in the error message.
+
+  Returns:
+    The stored u16 value.
+
+  Raises:
+    ValueError: anything else, naming `field`.
+  """
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                    np.floating)):
+    raise ValueError(f"{field}: expected a fraction in [0, 1] or a u16 integer, got {value!r}")
+  if isinstance(value, (float, np.floating)):
+    if not np.isfinite(value):
+      raise ValueError(f"{field}: must be finite, got {value!r}")
+    if 0.0 <= value <= 1.0:
+      return int(float(value) * ledger.U16_MAX)
+    if float(value) != int(value):
+      raise ValueError(f"{field}: {value!r} is neither a fraction in [0, 1] nor a u16 integer")
+  if not 0 <= int(value) <= ledger.U16_MAX:
+    raise ValueError(f"{field}: {value!r} is outside the u16 range [0, {ledger.U16_MAX}] "
+                     f"(or give a fraction in [0, 1])")
+  return int(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +135,8 @@ class NetworkConfig:
   cabal_validators: int = 0
   cabal_servers: int = 0            # the last servers belong to the cabal
   validator_stake_tao: tuple = ()   # per validator; default 1000 TAO each
+  cabal_stake_share: float | None = None  # if set: the cabal validators' share of the stake
+  deregister_validators: bool = False     # may server churn (registration) prune a validator?
   # data and models
   data_dir: str | None = None
   skew: float = 0.5
@@ -84,11 +164,13 @@ class NetworkConfig:
   min_allowed_weights: int = 1
   # chain
   tempo: int = 10
-  kappa: int = 32767
-  bonds_penalty: int = 65535
+  kappa: float | int = 32767           # fraction in [0, 1] or stored u16 (`u16_proportion`)
+  bonds_penalty: float | int = 65535   # fraction or u16
   bonds_moving_average: int = 900000
   yuma3: bool = False
   liquid_alpha: bool = False
+  alpha_low: float | int = 45875       # liquid alpha bounds: fraction or u16
+  alpha_high: float | int = 58982
   immunity_period: int = 50
   min_non_immune_uids: int = 0
   max_allowed_validators: int = 64
@@ -98,6 +180,7 @@ class NetworkConfig:
   seed: int = 0
 
   def __post_init__(self):
+    check_types(self, "network")
     check = lambda ok, field, msg: None if ok else _fail(field, msg)
     check(self.num_validators >= 1, "num_validators", "must be >= 1")
     check(self.num_servers >= 2, "num_servers", "must be >= 2")
@@ -124,6 +207,40 @@ class NetworkConfig:
     check(0 <= self.score_decay < 1, "score_decay", "must be in [0, 1)")
     check(self.epoch_dtype in ("float32", "float64"), "epoch_dtype", "float32 or float64")
     check(self.copy_lag >= 1, "copy_lag", "must be >= 1")
+    for name in ("batch", "seq_len", "query_batch", "mix_em_steps"):
+      check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+    check(self.min_allowed_weights >= 0, "min_allowed_weights", "must be >= 0")
+    check(self.registration_interval >= 0, "registration_interval", "must be >= 0")
+    check(self.immunity_period >= 0, "immunity_period", "must be >= 0")
+    check(0 <= self.bonds_moving_average <= 1_000_000, "bonds_moving_average",
+          f"must be in [0, 1000000] (millionths), got {self.bonds_moving_average}")
+    check(0 < self.eval_fraction < 1, "eval_fraction", "must be in (0, 1)")
+    check(self.lr_spread >= 1, "lr_spread", "must be >= 1")
+    check(self.temperature > 0, "temperature", "must be > 0")
+    u16 = {name: u16_proportion(getattr(self, name), f"network.{name}")
+           for name in U16_PROPORTIONS}
+    check(u16["alpha_low"] <= u16["alpha_high"], "alpha_low",
+          f"must be <= alpha_high ({u16['alpha_low']} > {u16['alpha_high']} as u16)")
+    if self.cabal_stake_share is not None:
+      check(0 < self.cabal_stake_share < 1, "cabal_stake_share", "must be in (0, 1)")
+      check(0 < self.cabal_validators < self.num_validators, "cabal_stake_share",
+            "needs at least one cabal and one non-cabal validator (network.cabal_validators)")
+
+  def u16(self, name: str) -> int:
+    """A chain proportion field (`U16_PROPORTIONS`) as the stored u16."""
+    return u16_proportion(getattr(self, name), f"network.{name}")
+
+  def validator_stake_tao_V(self) -> np.ndarray:
+    """f64[V] initial validator stake in TAO: `validator_stake_tao` (default 1000 each), then
+    rescaled so the cabal holds `cabal_stake_share` of the total when that is set."""
+    V = self.num_validators
+    stake = np.asarray(self.validator_stake_tao or [DEFAULT_VALIDATOR_STAKE_TAO] * V, np.float64)
+    if self.cabal_stake_share is not None:
+      cabal = self.validator_behaviours() == V_CABAL
+      total = stake.sum()
+      stake = np.where(cabal, total * self.cabal_stake_share / cabal.sum(),
+                       total * (1 - self.cabal_stake_share) / (~cabal).sum())
+    return stake
 
   @property
   def num_uids(self) -> int:
@@ -216,12 +333,13 @@ def init_state(cfg: NetworkConfig, num_devices: int = 1) -> NetworkState:
   V, K, N = cfg.num_validators, cfg.num_servers, cfg.num_uids
   M = num_models(cfg, num_devices)
   key = jax.random.key(cfg.seed)
-  stake_tao = np.asarray(cfg.validator_stake_tao or [1000.0] * V, np.float64)
+  stake_tao = cfg.validator_stake_tao_V()
   stake = np.concatenate([np.round(stake_tao * RAO), np.zeros(K)])
   hyper = ledger.Hyper.create(
-      tempo=cfg.tempo, kappa=cfg.kappa, bonds_penalty=cfg.bonds_penalty,
+      tempo=cfg.tempo, kappa=cfg.u16("kappa"), bonds_penalty=cfg.u16("bonds_penalty"),
       bonds_moving_average=cfg.bonds_moving_average, yuma3_enabled=cfg.yuma3,
-      liquid_alpha_enabled=cfg.liquid_alpha, immunity_period=cfg.immunity_period,
+      liquid_alpha_enabled=cfg.liquid_alpha, alpha_low=cfg.u16("alpha_low"),
+      alpha_high=cfg.u16("alpha_high"), immunity_period=cfg.immunity_period,
       min_non_immune_uids=cfg.min_non_immune_uids,
       max_allowed_validators=cfg.max_allowed_validators,
       min_allowed_weights=cfg.min_allowed_weights,
@@ -250,6 +368,33 @@ def _where_tree(pred, a, b):
 
 def _bcast(m, x):
   return m.reshape(m.shape + (1,) * (x.ndim - m.ndim))
+
+
+def register_newcomer(sub: ledger.Subnet, num_validators: int, deregister_validators: bool
+                      ) -> tuple[ledger.Subnet, jax.Array, jax.Array]:
+  """Registers a zero-stake newcomer (SPEC.md section 5), sparing validators unless asked.
+
+  With `deregister_validators` this is the chain's `register`. Without it, the pruning rule
+  (SPEC.md 5.2) runs over the server uids only (MinNonImmuneUids then counts servers), so server
+  churn never takes a validator's slot; a subnet with free slots still appends.
+
+  Args:
+    sub: the subnet.
+    num_validators: V; uids 0..V-1 are validators.
+    deregister_validators: whether a validator may be pruned.
+
+  Returns:
+    (subnet, uid, replaced) as `registration.register` returns them (uid -1: none available).
+  """
+  if deregister_validators:
+    return registration.register(sub, jnp.float64(0.0))
+  N = sub.in_use_N.shape[-1]
+  full = sub.in_use_N.all()
+  servers_only = sub.replace(in_use_N=sub.in_use_N & (jnp.arange(N) >= num_validators))
+  uid = jnp.where(full, registration.neuron_to_prune(servers_only), sub.in_use_N.sum())
+  new = registration.clear_uid(sub, uid, jnp.float64(0.0))
+  new = jax.tree.map(lambda a, b: jnp.where(uid != registration.NO_UID, a, b), new, sub)
+  return new, uid, full & (uid != registration.NO_UID)
 
 
 def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
@@ -379,7 +524,7 @@ def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
   behaviour_K, copy_target_K = state.behaviour_K, state.copy_target_K
   if cfg.registration_interval > 0:
     reg_due = block % cfg.registration_interval == 0
-    new_sub, uid, replaced = registration.register(sub, jnp.float64(0.0))
+    new_sub, uid, replaced = register_newcomer(sub, V, cfg.deregister_validators)
     took = reg_due & (uid >= 0)
     replaced = took & replaced
     old_stake = sub.stake_N[jnp.maximum(uid, 0)]

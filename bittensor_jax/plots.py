@@ -8,24 +8,25 @@ import pathlib
 
 import matplotlib
 import numpy as np
+import scipy.stats
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 SERVER, VALIDATOR = 0, 1
+# server behaviour codes (network.BEHAVIOURS order) and validator behaviour names -> colour
+SERVER_BEHAVIOURS = ("honest", "noise", "offline", "copier")
+BEHAVIOUR_COLOURS = {"honest": "tab:green", "noise": "tab:red", "offline": "tab:gray",
+                     "copier": "tab:purple", "lazy": "tab:olive", "cabal": "tab:red"}
 
 
 def rank(x) -> np.ndarray:
-  """1-based ranks of a 1-D array, ties getting the average of their ranks."""
-  x = np.asarray(x)
-  ranks = np.empty(x.shape[0], dtype=np.float64)
-  ranks[np.argsort(x, kind="stable")] = np.arange(1, x.shape[0] + 1)
-  _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-  return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+  """1-based ranks of a 1-D array, ties getting the average of their ranks (scipy.stats)."""
+  return scipy.stats.rankdata(np.asarray(x), method="average")
 
 
 def spearman(x, y) -> float:
-  """Spearman rank correlation with average ranks for ties.
+  """Spearman rank correlation (`scipy.stats.spearmanr`, average ranks for ties).
 
   Pairs where either value is not finite are dropped.
 
@@ -34,16 +35,13 @@ def spearman(x, y) -> float:
     y: 1-D values, same length.
 
   Returns:
-    The Pearson correlation of the ranks; nan with fewer than 2 pairs or a constant input.
+    The correlation; nan with fewer than 2 pairs or a constant input.
   """
   x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
   keep = np.isfinite(x) & np.isfinite(y)
-  if keep.sum() < 2:
+  if keep.sum() < 2 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
     return float("nan")
-  rx, ry = rank(x[keep]), rank(y[keep])
-  rx, ry = rx - rx.mean(), ry - ry.mean()
-  denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
-  return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+  return float(scipy.stats.spearmanr(x[keep], y[keep]).statistic)
 
 
 def _no_data(ax, title: str) -> None:
@@ -95,11 +93,33 @@ def _stake_panel(ax, history: dict) -> None:
              for i in range(len(servs))]
   ax.stackplot(x, share[:, order].T, colors=blues + oranges, linewidth=0.2, edgecolor="white")
   ax.legend(handles=[Patch(color="tab:blue", label="validators"),
-                     Patch(color="tab:orange", label="servers")], fontsize=7, loc="upper left")
-  ax.set(title="stake share", xlabel=xlabel, ylim=(0, 1))
+                     Patch(color="tab:orange", label="servers")], fontsize=7, loc="upper left",
+            bbox_to_anchor=(1.01, 1.0), frameon=False)
+  ax.set(title="stake share (stacked, one band per uid)", xlabel=xlabel, ylabel="share of stake",
+         ylim=(0, 1))
 
 
-def _lines_panel(ax, history: dict, key: str, role: int, title: str) -> None:
+def behaviour_names(history: dict) -> list[str] | None:
+  """What held each uid at the last epoch: server behaviours from history["behaviour"] [E,K],
+  validator behaviours from history["validator_behaviour"] (names, optional; else "validator")."""
+  roles = _roles(history)
+  if roles is None:
+    return None
+  names = ["validator" if r == VALIDATOR else "server" for r in roles]
+  vb = history.get("validator_behaviour")
+  v_uids = np.flatnonzero(roles == VALIDATOR)
+  if vb is not None and len(vb) == len(v_uids):
+    for uid, name in zip(v_uids, vb):
+      names[uid] = str(name)
+  sb = history.get("behaviour")
+  s_uids = np.flatnonzero(roles == SERVER)
+  if sb is not None and np.ndim(sb) == 2 and np.shape(sb)[1] == len(s_uids) and len(sb):
+    for uid, code in zip(s_uids, np.asarray(sb)[-1]):
+      names[uid] = SERVER_BEHAVIOURS[int(code)]
+  return names
+
+
+def _lines_panel(ax, history: dict, key: str, role: int, title: str, ylabel: str) -> None:
   values = _get(history, key, 2)
   if values is None:
     return _no_data(ax, title)
@@ -108,11 +128,17 @@ def _lines_panel(ax, history: dict, key: str, role: int, title: str) -> None:
   uids = np.arange(values.shape[1]) if roles is None else np.flatnonzero(roles == role)
   if uids.size == 0:
     uids = np.arange(values.shape[1])
-  for uid in uids:
-    ax.plot(x, values[:, uid], linewidth=1, label=f"uid {uid}")
-  if uids.size <= 10:
-    ax.legend(fontsize=6, ncol=2)
-  ax.set(title=title, xlabel=xlabel)
+  names = behaviour_names(history)
+  styles = ["-", "--", ":", "-."]
+  for i, uid in enumerate(uids):
+    name = names[uid] if names else ""
+    colour = BEHAVIOUR_COLOURS.get(name) if name else None
+    ax.plot(x, values[:, uid], linewidth=1.2, color=colour, linestyle=styles[i % len(styles)],
+            label=f"uid {uid} {name}".strip())
+  if uids.size <= 16:
+    # outside the axes, so it never covers a line
+    ax.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+  ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
 
 
 def _quality_panel(ax, history: dict) -> None:
@@ -123,9 +149,16 @@ def _quality_panel(ax, history: dict) -> None:
   roles = _roles(history)
   servers = np.ones_like(incentive, bool) if roles is None else roles == SERVER
   rho = spearman(incentive[servers], -quality[servers])
-  ax.scatter(quality[servers], incentive[servers], s=14, color="tab:orange")
+  names = behaviour_names(history)
+  kinds = np.asarray(names) if names else np.full(len(incentive), "server")
+  for kind in dict.fromkeys(kinds[servers]):
+    pick = servers & (kinds == kind)
+    ax.scatter(quality[pick], incentive[pick], s=24, color=BEHAVIOUR_COLOURS.get(kind),
+               label=kind)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
   ax.set(title=f"last epoch: Spearman rho(incentive, -loss) = {rho:.3f}",
-         xlabel="true held-out loss (lower is better)", ylabel="incentive")
+         xlabel="true held-out loss of the server (nats/byte, lower is better)",
+         ylabel="incentive (share)")
   ax.title.set_fontsize(9)
 
 
@@ -143,8 +176,8 @@ def _loss_panel(ax, history: dict) -> None:
     ax.plot(x, best, color="tab:orange", linewidth=1.5, label="best server")
   if ensemble is not None:
     ax.plot(x, ensemble, color="tab:blue", linewidth=1.5, label="ensemble")
-  ax.legend(fontsize=7)
-  ax.set(title="held-out loss", xlabel=xlabel)
+  ax.legend(fontsize=7, loc="upper right")
+  ax.set(title="held-out loss", xlabel=xlabel, ylabel="nats per byte")
 
 
 def _registration_panel(ax, history: dict) -> None:
@@ -159,28 +192,30 @@ def _registration_panel(ax, history: dict) -> None:
     ax.bar(x - width / 2, regs, width=width, color="tab:green", label="registrations")
   if deregs is not None:
     ax.bar(x + width / 2, deregs, width=width, color="tab:red", label="deregistrations")
-  ax.legend(fontsize=7)
-  ax.set(title="registrations / deregistrations", xlabel=xlabel)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+  ax.set(title="registrations / deregistrations", xlabel=xlabel, ylabel="count per epoch")
 
 
-def _save(fig: Figure, path) -> pathlib.Path:
+def _save(fig: Figure, path, dpi: int = 100) -> pathlib.Path:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   FigureCanvasAgg(fig)
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=dpi)
   return path
 
 
-def plot_dashboard(history: dict, path, title: str = "") -> pathlib.Path:
+def plot_dashboard(history: dict, path, title: str = "", dpi: int = 100) -> pathlib.Path:
   """Writes a 2x3 dashboard PNG of a run.
 
   Args:
     history: arrays by name, as `history.read_all` returns them; all keys optional: stake,
       incentive, dividends, emission, quality, server_loss [E,N]; role [E,N] or roles [N]
       (0 server, 1 validator); ensemble_loss, best_server_loss, registrations,
-      deregistrations, block [E].
+      deregistrations, block [E]; behaviour [E,K] (server codes) and validator_behaviour
+      (names) mark each line with what holds the uid.
     path: the PNG to write.
-    title: the figure title.
+    title: the figure title (say what the run was: preset and key settings).
+    dpi: resolution of the PNG (the figure is 16 x 9 inches).
 
   Returns:
     The path written.
@@ -188,14 +223,15 @@ def plot_dashboard(history: dict, path, title: str = "") -> pathlib.Path:
   fig = Figure(figsize=(16, 9), layout="constrained")
   axes = fig.subplots(2, 3).ravel()
   _stake_panel(axes[0], history)
-  _lines_panel(axes[1], history, "incentive", SERVER, "incentive (servers)")
-  _lines_panel(axes[2], history, "dividends", VALIDATOR, "dividends (validators)")
+  _lines_panel(axes[1], history, "incentive", SERVER, "incentive (servers)", "share of incentive")
+  _lines_panel(axes[2], history, "dividends", VALIDATOR, "dividends (validators)",
+               "share of dividends")
   _quality_panel(axes[3], history)
   _loss_panel(axes[4], history)
   _registration_panel(axes[5], history)
   if title:
     fig.suptitle(title)
-  return _save(fig, path)
+  return _save(fig, path, dpi)
 
 
 def _stack_rows(rows: list[dict], key: str) -> np.ndarray | None:
@@ -209,14 +245,17 @@ def _stack_rows(rows: list[dict], key: str) -> np.ndarray | None:
   return out
 
 
-def plot_scenario(replay_rows: list[dict], path, title: str = "") -> pathlib.Path:
+def plot_scenario(replay_rows: list[dict], path, title: str = "", dpi: int = 100
+                  ) -> pathlib.Path:
   """Writes a PNG of a chain scenario replay.
 
   Args:
     replay_rows: one dict per epoch with keys block, incentive, dividends, consensus,
-      emission (per uid) and bonds (n x n nested list); any may be missing.
+      emission, validator_permit (per uid) and bonds (n x n nested list); any may be missing.
+      A uid that ever holds a permit or earns dividends is drawn as a validator.
     path: the PNG to write.
     title: the figure title.
+    dpi: resolution of the PNG (the figure is 16 x 9 inches).
 
   Returns:
     The path written.
@@ -228,23 +267,50 @@ def plot_scenario(replay_rows: list[dict], path, title: str = "") -> pathlib.Pat
     x, xlabel = np.asarray(blocks), "block"
   else:
     x, xlabel = np.arange(len(replay_rows)), "epoch"
-  for ax, key in zip(axes, ["dividends", "incentive", "consensus", "emission"]):
+  # roles as the epochs show them: a uid that ever holds a validator permit or earns dividends
+  # is a validator (a permit holder whose weights consensus rejects earns none)
+  validator_U = None
+  for key in ("validator_permit", "dividends"):
+    values = _stack_rows(replay_rows, key)
+    if values is not None:
+      seen = np.nan_to_num(values).max(0) > 0
+      if validator_U is None:
+        validator_U = seen
+      else:
+        size = max(seen.shape[0], validator_U.shape[0])
+        validator_U = np.pad(validator_U, (0, size - validator_U.shape[0])) | np.pad(
+            seen, (0, size - seen.shape[0]))
+  panels = [("dividends", True, "share of dividends"), ("incentive", False, "share of incentive"),
+            ("consensus", False, "consensus weight"), ("emission", None, "TAO per epoch")]
+  for ax, (key, validators, ylabel) in zip(axes, panels):
     values = _stack_rows(replay_rows, key)
     if values is None:
       _no_data(ax, key)
       continue
-    for uid in range(values.shape[1]):
-      ax.plot(x, values[:, uid], marker=".", linewidth=1, label=f"uid {uid}")
-    if values.shape[1] <= 10:
-      ax.legend(fontsize=6, ncol=2)
-    ax.set(title=f"{key} per uid", xlabel=xlabel)
+    if key == "emission":
+      values = values / 1e9  # rao -> TAO
+    uids = np.arange(values.shape[1])
+    if validators is not None and validator_U is not None:
+      mask = np.zeros(values.shape[1], bool)
+      mask[:validator_U.shape[0]] = validator_U
+      uids = np.flatnonzero(mask if validators else ~mask)
+      if uids.size == 0:
+        uids = np.arange(values.shape[1])
+    is_v = lambda u: validator_U is not None and u < validator_U.shape[0] and validator_U[u]
+    for uid in uids:
+      ax.plot(x, values[:, uid], marker=".", linewidth=1, linestyle="-" if is_v(uid) else "--",
+              label=f"uid {uid} ({'validator' if is_v(uid) else 'server'})")
+    if uids.size <= 12:
+      ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    who = {True: "validators", False: "servers", None: "every uid"}[validators]
+    ax.set(title=f"{key} ({who})", xlabel=xlabel, ylabel=ylabel)
   bonds = replay_rows[-1].get("bonds") if replay_rows else None
   if bonds is None or np.size(bonds) == 0:
     _no_data(axes[4], "bonds (last epoch)")
   else:
     bonds = np.asarray(bonds, np.float64)
     image = axes[4].imshow(bonds, cmap="viridis", aspect="auto")
-    fig.colorbar(image, ax=axes[4])
+    fig.colorbar(image, ax=axes[4], label="stored bond (u16)")
     axes[4].set(title="bonds (last epoch)", xlabel="target uid", ylabel="bonding uid")
     if max(bonds.shape) <= 20:
       axes[4].set_xticks(range(bonds.shape[-1]))
@@ -252,4 +318,4 @@ def plot_scenario(replay_rows: list[dict], path, title: str = "") -> pathlib.Pat
   axes[5].set_axis_off()
   if title:
     fig.suptitle(title)
-  return _save(fig, path)
+  return _save(fig, path, dpi)

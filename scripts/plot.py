@@ -10,7 +10,7 @@ import pathlib
 
 from absl import app, flags
 
-from bittensor_jax import loop, plots
+from bittensor_jax import cli, loop, plots
 from bittensor_jax.chain import emission
 
 flags.DEFINE_string("workdir", None, "Run directory written by scripts/train.py.", required=True)
@@ -25,11 +25,11 @@ def main(argv):
   if not (workdir / "history").is_dir():
     raise app.UsageError(f"{workdir} has no history/; is it a run directory?")
   dashboard = plots.plot_dashboard(loop.read_history(workdir), workdir / "dashboard.png",
-                                   title=str(workdir))
+                                   title=loop.describe(workdir))
   supply = emission.plot_supply_schedule(str(workdir / "supply_schedule.png"), years=FLAGS.years)
   print(dashboard)
   print(supply)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

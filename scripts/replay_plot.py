@@ -11,7 +11,7 @@ import pathlib
 import jax
 from absl import app, flags
 
-from bittensor_jax import plots, replay
+from bittensor_jax import cli, plots, replay
 
 flags.DEFINE_string("out_dir", ".", "Folder for the PNGs.")
 FLAGS = flags.FLAGS
@@ -33,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bittensor_jax import distributed, loop
+from bittensor_jax import cli, distributed, loop
 
 config_flags.DEFINE_config_file(
     "config", "configs/default.py:smoke", "Config file and preset, e.g. configs/default.py:small;"
@@ -48,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -121,3 +121,15 @@ def test_rejects_gaps_and_bad_rows(tmp_path):
   with pytest.raises(ValueError, match="shape"):
     writer.append(0, {**_row(0), "stake": np.zeros(N + 1)})
   assert history.num_epochs(tmp_path) == 0
+
+
+def test_metagraph_letters_str_paths_and_unknown_fields(tmp_path):
+  path = tmp_path / "history"
+  writer = history.HistoryWriter(path, FIELDS)
+  writer.append(0, _row(0))
+  np.testing.assert_array_equal(history.read(str(path), "S"), history.read(path, "stake"))
+  np.testing.assert_array_equal(history.read(path, "W"), _expected([0])["weights"])
+  with pytest.raises(ValueError, match=r"'I' unknown; known: \['block', 'permit', 'stake'"):
+    history.read(path, "I")
+  with pytest.raises(ValueError, match="not a history"):
+    history.read(tmp_path, "S")

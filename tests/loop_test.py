@@ -159,3 +159,34 @@ def test_resume_with_a_different_config_is_refused(smoke_run):
   c = config_lib.load_preset(PRESET, {**OVERRIDES, "network.kappa": 40000})
   with pytest.raises(ValueError, match="network.kappa"):
     loop.train_and_evaluate(c, workdir)
+
+
+def test_resume_with_a_history_shorter_than_the_checkpoints_is_refused(smoke_run, tmp_path):
+  workdir = tmp_path / "copy"
+  shutil.copytree(smoke_run[0], workdir)
+  (workdir / ".lock").unlink(missing_ok=True)
+  # checkpoints at epochs 4, 6, 8; the history now claims only 3 epochs
+  (workdir / "history" / "progress.json").write_text(json.dumps({"num_epochs": 3}))
+  with pytest.raises(ValueError, match="history/ holds 3 epochs but the oldest kept checkpoint"):
+    loop.train_and_evaluate(_config(), workdir)
+
+
+def test_second_run_on_a_held_workdir_names_the_holder(smoke_run):
+  with loop.WorkdirLock(smoke_run[0]):
+    with pytest.raises(ValueError, match=f"in use by pid {os.getpid()} on"):
+      loop.train_and_evaluate(_config(), smoke_run[0])
+
+
+def test_failed_start_leaves_no_workdir(tmp_path):
+  c = config_lib.load_preset(PRESET, {**OVERRIDES, "network.data_dir": str(tmp_path / "nope")})
+  with pytest.raises(ValueError, match="network.data_dir"):
+    loop.train_and_evaluate(c, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_summary_has_per_validator_dividends_and_vtrust(smoke_run):
+  _, summary = smoke_run
+  rows = summary["validators"]
+  assert [r["uid"] for r in rows] == [0, 1]
+  assert sum(r["dividends"] for r in rows) == pytest.approx(1.0)
+  assert all(0 <= r["vtrust"] <= 1 for r in rows)

@@ -150,3 +150,18 @@ def test_network_step_is_one_block_of_run(tiny_run):
   _, one = net.step(state, key)
   for name in ("ensemble_loss", "quality_K", "stake_N", "total_issuance"):
     np.testing.assert_array_equal(np.asarray(one[name]), m[name][0], err_msg=name)
+
+
+@pytest.mark.parametrize("deregister_validators", [False, True])
+def test_server_churn_spares_validators_unless_asked(deregister_validators):
+  # validator 0 has the lowest emission and is past immunity: the chain's rule would prune it
+  from bittensor_jax.chain import ledger
+  sub = ledger.subnet_from_neurons(
+      stake=[1e9, 1e9, 0, 0], registered_at=[0, 0, 0, 0], last_update=[0, 0, 0, 0],
+      validator_permit=[True, True, False, False],
+      hyper=ledger.Hyper.create(immunity_period=1, min_non_immune_uids=0), block=10)
+  sub = sub.replace(emission_N=jnp.asarray([0, 5, 3, 4], jnp.int64))
+  new, uid, replaced = network.register_newcomer(sub, 2, deregister_validators)
+  assert bool(replaced)
+  assert int(uid) == (0 if deregister_validators else 2)
+  assert float(new.stake_N[int(uid)]) == 0.0

@@ -99,3 +99,12 @@ def test_spearman():
   assert plots.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
   assert plots.spearman([1, 2, np.nan, 3], [1, 4, 0, 9]) == pytest.approx(1.0)
   assert np.isnan(plots.spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_lines_are_labelled_by_what_holds_the_uid():
+  h = _history()
+  h["behaviour"] = np.tile([0, 1, 2, 3], (E, 1))
+  h["validator_behaviour"] = ["honest", "cabal"]
+  assert plots.behaviour_names(h) == ["honest", "cabal", "honest", "noise", "offline", "copier"]
+  del h["validator_behaviour"]
+  assert plots.behaviour_names(h)[:2] == ["validator", "validator"]

@@ -65,8 +65,10 @@ def test_nan_server_is_skipped_others_unaffected(shards, state):
     np.testing.assert_array_equal(a[2], b[2])
     np.testing.assert_array_equal(a[1], c[1])  # untouched (still NaN), not half-updated
     assert not np.array_equal(a[0], d[0])
-  for a, b in zip(jax.tree.leaves(new_opt), jax.tree.leaves(opt)):
+  # the inner (clip + AdamW) state of the skipped server is untouched; apply_if_finite counts
+  for a, b in zip(jax.tree.leaves(new_opt.inner_state), jax.tree.leaves(opt.inner_state)):
     np.testing.assert_array_equal(a[1], b[1])
+  np.testing.assert_array_equal(new_opt.notfinite_count, [0, 1, 0])
 
 
 def test_gradient_independent_of_other_shards(shards, state):

@@ -3,8 +3,10 @@
 The loss is next-byte cross-entropy in nats per byte, plus an optional distillation term
 KL(teacher || student) toward log-probabilities the caller supplies (e.g. the network ensemble).
 A step whose loss or gradients are non-finite, or whose gradient norm exceeds
-`TrainConfig.skip_grad_norm`, is skipped: params and optimizer state come back unchanged and
-`metrics["skipped"]` is True, so one failing server never poisons a vmapped batch.
+`TrainConfig.skip_grad_norm`, is skipped by `optax.apply_if_finite` (a too-large norm is turned
+into a non-finite gradient first): params and the inner optimizer state come back unchanged,
+only apply_if_finite's counters move, and `metrics["skipped"]` is True, so one failing server
+never poisons a vmapped batch.
 
 Dims: B batch   L sequence length   X vocabulary   S local steps
 """
@@ -35,8 +37,11 @@ class TrainConfig:
   skip_grad_norm: float = 1e6  # larger gradient norms skip the update
 
 
+MAX_SKIPS = 2**31 - 1
+
+
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-  """Global-norm clipping followed by AdamW on a warmup-cosine or constant schedule."""
+  """Global-norm clipping then AdamW (warmup-cosine or constant), skipping non-finite steps."""
   if cfg.schedule == "cosine":
     lr = optax.warmup_cosine_decay_schedule(
         0.0, cfg.lr, max(cfg.warmup_steps, 1), max(cfg.total_steps, cfg.warmup_steps + 1),
@@ -45,18 +50,15 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     lr = cfg.lr
   else:
     raise ValueError(f"unknown schedule {cfg.schedule!r}")
-  return optax.chain(optax.clip_by_global_norm(cfg.clip_norm),
-                     optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay))
+  inner = optax.chain(optax.clip_by_global_norm(cfg.clip_norm),
+                      optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay))
+  # never give up: a server whose every step fails simply stops learning
+  return optax.apply_if_finite(inner, max_consecutive_errors=MAX_SKIPS)
 
 
 def init_opt_state(params_N, cfg: TrainConfig):
   """Optimizer state for stacked params (leading N axis on every leaf)."""
   return jax.vmap(make_optimizer(cfg).init)(params_N)
-
-
-def _tree_all_finite(tree) -> jax.Array:
-  leaves = jax.tree.leaves(tree)
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def _losses(params, tokens_BxL1, teacher_logprobs_BxLxX, distill_weight, model_cfg):
@@ -100,15 +102,14 @@ def local_step(params, opt_state, tokens_BxL1: jax.Array, lr_scale: jax.Array,
                                     model_cfg)
   grad_norm = optax.tree.norm(grads)
   ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (grad_norm <= train_cfg.skip_grad_norm)
-  # Zero the gradients of a failing step so the optimizer math itself stays finite.
-  safe_grads = jax.tree.map(lambda g: jnp.where(ok, g, jnp.zeros_like(g)), grads)
-  updates, new_opt_state = make_optimizer(train_cfg).update(safe_grads, opt_state, params)
+  # apply_if_finite skips non-finite gradients; a finite but too-large step is made one
+  grads = jax.tree.map(lambda g: jnp.where(ok, g, jnp.nan), grads)
+  updates, opt_state = make_optimizer(train_cfg).update(grads, opt_state, params)
   scale = jnp.asarray(lr_scale, jnp.float32)
+  # a skipped step's updates are zeros; `where` keeps NaN params exactly as they were
   new_params = optax.apply_updates(params, jax.tree.map(lambda u: u * scale.astype(u.dtype),
                                                         updates))
-  keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-  params = jax.tree.map(keep, new_params, params)
-  opt_state = jax.tree.map(keep, new_opt_state, opt_state)
+  params = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_params, params)
   metrics = {"loss": loss, "ce": ce, "kl": kl, "grad_norm": grad_norm, "skipped": ~ok}
   return params, opt_state, metrics
 

@@ -2,8 +2,7 @@ r"""Baseline: every server honest, every validator honest.
 
   python scripts/train.py --config=configs/experiments/honest.py:small --workdir=runs/honest
 
-Same runtime as the chosen preset of configs/default.py (smoke about a minute on CPU, small a few
-minutes, large one GPU).
+Same runtime as the chosen preset of configs/default.py (README, "Config presets").
 """
 import pathlib
 
