@@ -280,19 +280,22 @@ def process_weights_dense(weights_N: jax.Array, min_allowed_weights: Any,
     max_weight_limit: `MaxWeightsLimit` as a proportion in [0, 1].
 
   Returns:
-    Processed weights, shape [N], summing to 1; 0 for uids the SDK would not send.
+    Processed weights, shape [N], summing to 1; 0 for uids the SDK would not send. Like the SDK's
+    arrays, float64 under x64 (the uniform and floored branches are float64 in the SDK; the clipped
+    branch is computed in the input's dtype and widened: pass float32 to follow the SDK's cast).
   """
   w_N = _float(weights_N)
   n = w_N.shape[0]
+  out_dt = jnp.result_type(w_N.dtype, float)
   if n == 0:
-    return w_N
+    return w_N.astype(out_dt)
   nonzero_N = w_N > 0
   nonzero = nonzero_N.sum()
-  uniform_N = jnp.full_like(w_N, 1 / n)
+  uniform_N = jnp.full((n,), 1 / n, out_dt)
   floored_N = jnp.where(nonzero_N, w_N, 0) + jnp.asarray(MIN_WEIGHT, jnp.result_type(float))
   few_N = _normalize_max_weight_masked(floored_N, jnp.ones(n, bool), max_weight_limit)
   enough_N = _normalize_max_weight_masked(w_N, nonzero_N, max_weight_limit)
-  out_N = jnp.where(nonzero < min_allowed_weights, few_N.astype(w_N.dtype), enough_N)
+  out_N = jnp.where(nonzero < min_allowed_weights, few_N.astype(out_dt), enough_N.astype(out_dt))
   return jnp.where((nonzero == 0) | (n < min_allowed_weights), uniform_N, out_N)
 
 
@@ -301,6 +304,7 @@ def process_weights(uids: Any, weights: Any, n: int, min_allowed_weights: int,
                     exclude_quantile: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """SDK `process_weights` (docs/chain.md §4.2 item 1), array level, on numpy, bit for bit.
 
+  - cast the weights to float32, as the SDK does first;
   - keep the nonzero weights;
   - none left (no entries at all included), or `n < min_allowed_weights`: uniform 1/n over all
     uids 0..n-1 (empty when `n` is 0);
@@ -326,7 +330,7 @@ def process_weights(uids: Any, weights: Any, n: int, min_allowed_weights: int,
       [0, 1], or `n < 0`.
   """
   uids = np.asarray(uids, dtype=np.int64) if len(uids) == 0 else np.asarray(uids)
-  weights = _check_weights("weights", weights)
+  weights = _check_weights("weights", weights).astype(np.float32)  # the SDK's first step
   if uids.shape != weights.shape:
     raise ValueError(f"uids and weights lengths differ: {uids.shape} vs {weights.shape}")
   if (uids < 0).any():
