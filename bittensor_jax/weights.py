@@ -106,15 +106,8 @@ def _sdk_normalize_max_weight(x: np.ndarray, limit: float) -> np.ndarray:
   kept = int((share / (tail + running + EPSILON) < limit).sum())
   scale = (limit * running[kept - 1] - EPSILON) / (1 - (limit * (n - kept)))
   cap = scale * sorted_x.sum()
-  return np.minimum(x, cap) / np.minimum(x, cap).sum()
-  cumsum = np.cumsum(estimation, 0)
-  estimation_sum = np.array([(len(values) - i - 1) * estimation[i] for i in range(len(values))])
-  n_values = (estimation / (estimation_sum + cumsum + EPSILON) < limit).sum()
-  cutoff_scale = (limit * cumsum[n_values - 1] - EPSILON) / (
-      1 - (limit * (len(estimation) - n_values)))
-  cutoff = cutoff_scale * values.sum()
-  weights_[weights_ > cutoff] = cutoff
-  return weights_ / weights_.sum()
+  clipped = np.where(x > cap, cap, x).astype(x.dtype)  # the cap is stored in x's dtype, as the SDK's
+  return clipped / clipped.sum()
 
 
 def normalize_max_weight(x: Any, limit: Any = 0.1) -> Any:
