@@ -103,7 +103,7 @@ def _sdk_normalize_max_weight(x: np.ndarray, limit: float) -> np.ndarray:
     return x / x.sum()
   running = np.cumsum(share, 0)
   tail = np.array([(n - k - 1) * share[k] for k in range(n)])
-  kept = int((share / (tail + running + EPSILON) < limit).sum())
+  kept = (share / (tail + running + EPSILON) < limit).sum()  # np.int64, as the SDK's count
   scale = (limit * running[kept - 1] - EPSILON) / (1 - (limit * (n - kept)))
   cap = scale * sorted_x.sum()
   clipped = np.where(x > cap, cap, x).astype(x.dtype)  # the cap is stored in x's dtype, as the SDK's
