@@ -28,7 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
+try:
+  import tomllib
+except ImportError:  # Python 3.10
+  import tomli as tomllib
 
 import toml  # cosmic-ray's own dependency, to write its config
 
