@@ -122,6 +122,13 @@ def test_rate_limit_boundary(since, ok):
   assert (reason is None) == ok, reason
 
 
+def test_rate_limit_zero_is_no_limit():
+  """WeightsSetRateLimit 0 never limits, even with a LastUpdate ahead of the block (a scenario
+  may start that way): the chain's check is a saturating b - u >= limit."""
+  _, reason = one_call(0, [1], [1], last_update=[13] * 4, block=10, weights_set_rate_limit=0)
+  assert reason is None, reason
+
+
 @pytest.mark.parametrize("stake,ok", [(4.9, False), (5.0, True), (5.7, True)])
 def test_stake_threshold_boundary(stake, ok):
   """Rejected when floor(stake) < StakeThreshold."""
