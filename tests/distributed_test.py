@@ -25,6 +25,8 @@ def free_port():
 
 
 def test_two_processes_equal_one(tmp_path):
+  """README "over many hosts with jax.distributed": two processes (one mesh of 4 devices, each
+  process half the model axis) give the one-process run's metrics and parameters."""
   out = tmp_path / "mp.npz"
   address = f"127.0.0.1:{free_port()}"
   worker = os.path.join(os.path.dirname(__file__), "multiprocess_worker.py")

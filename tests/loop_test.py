@@ -110,6 +110,8 @@ def test_smoke_run_writes_everything(smoke_run):
 
 
 def test_resume_after_sigkill_is_bit_identical(smoke_run, tmp_path, tmp_path_factory):
+  """README "Run the same command again ... to resume": a run SIGKILLed after its first checkpoint
+  and resumed ends bit-identical (state, summary, history) to an uninterrupted run."""
   workdir_b, _ = smoke_run
   workdir_a = tmp_path / "a"
   env = _env(tmp_path_factory)

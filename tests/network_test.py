@@ -86,7 +86,8 @@ def test_failing_server_cannot_poison_the_step(tiny_run):
 
 
 def test_servers_never_read_each_others_shards():
-  """Changing server 1's private shard changes nothing about server 0's training."""
+  """README "No neuron ever reads another neuron's shard, and a test checks this": changing
+  server 1's private shard changes nothing about server 0's training, and does change server 1's."""
   cfg = dataclasses.replace(TINY, distill_weight=0.5)
   net = network.Network(cfg, network.make_mesh(jax.devices()[:1]))
   step = jax.jit(lambda s, d, k: network.network_step(cfg, s, d, k))
@@ -102,6 +103,8 @@ def test_servers_never_read_each_others_shards():
 
 
 def test_sharded_step_equals_single_device():
+  """README "sharded over every device of a host": the model axis split over 4 devices (2 models
+  each) gives the single-device run's metrics."""
   assert jax.device_count() >= 4
   cfg = dataclasses.replace(TINY, num_servers=7)  # 8 models: 2 per device
   single = network.Network(cfg, network.make_mesh(jax.devices()[:1]))

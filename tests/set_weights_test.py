@@ -115,10 +115,11 @@ def one_call(uid, uids, values, *, n=4, stake=None, last_update=None, permit=Non
   return chain.set_weights(sub, uid, uids, values)
 
 
-@pytest.mark.parametrize("since,ok", [(4, False), (5, True), (6, True)])
-def test_rate_limit_boundary(since, ok):
-  """Rate-limited while b - last_update < WeightsSetRateLimit."""
-  _, reason = one_call(0, [1], [1], last_update=[10 - since] * 4, weights_set_rate_limit=5)
+@pytest.mark.parametrize("limit,since,ok", [(5, 4, False), (5, 5, True), (5, 6, True),
+                                            (1, 0, False), (1, 1, True)])
+def test_rate_limit_boundary(limit, since, ok):
+  """Rate-limited while b - last_update < WeightsSetRateLimit (a limit of 1: once per block)."""
+  _, reason = one_call(0, [1], [1], last_update=[10 - since] * 4, weights_set_rate_limit=limit)
   assert (reason is None) == ok, reason
 
 
