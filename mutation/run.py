@@ -193,6 +193,20 @@ def run_module(name: str, work: pathlib.Path, equivalents: list[dict], keep: lis
           "incompetent": count("incompetent"), "rows": rows}
 
 
+def rescore(result: dict, equivalents: list[dict]) -> dict:
+  """Reapplies mutation/equivalent.toml to the rows of a saved run (--json) and recounts."""
+  stem = pathlib.Path(result["path"]).stem
+  for r in result["rows"]:
+    if r["outcome"] in ("survived", "equivalent"):
+      eq = next((e for e in equivalents if e["module"] == stem and e["line"] == r["old"]
+                 and e["mutant"] == r["new"]), None)
+      r["outcome"] = "equivalent" if eq else "survived"
+      r["why"] = eq["why"] if eq else None
+  for o in ("killed", "equivalent", "survived", "incompetent"):
+    result[o] = sum(r["outcome"] == o for r in result["rows"])
+  return result
+
+
 def report(results: list[dict], label: str) -> str:
   out = [f"## Mutation run: {label}", "",
          f"cosmic-ray, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
@@ -225,6 +239,9 @@ def main(argv=None) -> int:
   ap.add_argument("--json", default=None, help="also write the figures and rows as JSON here")
   ap.add_argument("--tests", choices=("after", "before"), default="after",
                   help="each config's test-command, or its scope.before-command (the old suite)")
+  ap.add_argument("--rescore", default=None,
+                  help="comma-separated --json files of earlier runs: rewrite their report with "
+                       "the current mutation/equivalent.toml instead of running anything")
   ap.add_argument("--count", action="store_true", help="only count the mutants in scope")
   ap.add_argument("--no-hand", action="store_true", help="skip the hand-written mutants")
   args = ap.parse_args(argv)
@@ -237,6 +254,13 @@ def main(argv=None) -> int:
   keep = [re.compile(k) for k in _load(HERE / "operators.toml")["keep"]]
   equivalents = _load(HERE / "equivalent.toml").get("equivalent", [])
   hand = [] if args.no_hand else _load(HERE / "hand_mutants.toml").get("mutant", [])
+  if args.rescore:
+    results = [rescore(r, equivalents) for f in args.rescore.split(",")
+               for r in json.loads(pathlib.Path(f).read_text())]
+    text = report(results, args.label)
+    pathlib.Path(args.report).write_text(text)
+    print(text)
+    return 1 if any(r["survived"] for r in results) else 0
   with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
     work = pathlib.Path(tmp)
     copy_tree(work)

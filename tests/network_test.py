@@ -80,6 +80,9 @@ def test_failing_server_cannot_poison_the_step(tiny_run):
   for key in ("ensemble_loss", "best_server_loss", "stake_N", "incentive_N", "dividends_N"):
     assert np.isfinite(m[key]).all(), key
   assert (m["incentive_N"][:, V] == 0).all()  # the NaN server earns nothing
+  last = m["incentive_N"][-1]  # the incentive of the last epoch (block 30)
+  assert float(last[V + 1:].sum()) == pytest.approx(1, abs=1e-9)  # the other servers earn it all
+  assert int(m["epoch_ran"].sum()) == 30 // TINY.tempo
   assert np.isfinite(m["train_loss_M"][:, 1:TINY.num_servers]).all()
   other = jax.tree.leaves(jax.tree.map(lambda p: p[1], state.params))
   assert all(np.isfinite(np.asarray(x)).all() for x in other)
