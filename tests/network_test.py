@@ -58,6 +58,7 @@ def test_network_learns_and_ensemble_beats_single_servers(tiny_run):
   best = m["quality_K"][last].mean(0)[m["quality_K"][last].mean(0).argmin()]
   iso = m["isolated_server_loss"][last].mean()
   print(f"ensemble {ens:.4f} best {best:.4f} isolated {iso:.4f}")
+  assert ens < best  # below the best single server's loss (measured: 2.506 against 2.546)
   assert ens < iso
   assert np.isfinite(m["train_loss_M"]).all()
 
