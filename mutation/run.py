@@ -108,11 +108,14 @@ def run_tests(command: str, cwd: pathlib.Path, timeout: float) -> tuple[str, flo
 
 
 def run_module(name: str, work: pathlib.Path, equivalents: list[dict], keep: list[re.Pattern],
-               hand: list[dict], tests: str, count_only: bool = False) -> dict:
+               hand: list[dict], tests: str, count_only: bool = False,
+               hand_only: bool = False, timeout: float | None = None) -> dict:
   cfg = tomllib.loads((HERE / f"{name}.toml").read_text().replace("{python}", sys.executable))
   cfg = cfg["cosmic-ray"]
   if tests == "before":
     cfg["test-command"] = cfg["scope"]["before-command"]
+  if timeout:
+    cfg["timeout"] = timeout
   module = work / cfg["module-path"]
   source = module.read_text()
   lines = scope_lines(source, cfg.get("scope", {}))
@@ -127,10 +130,13 @@ def run_module(name: str, work: pathlib.Path, equivalents: list[dict], keep: lis
   if status != "passed":
     raise SystemExit(f"{name}: the tests do not pass unmutated ({status}): {cfg['test-command']}")
   print(f"[{name}] baseline passed in {secs:.0f} s", flush=True)
-
-  subprocess.run([*cr, "init", str(cfg_path), str(session)], cwd=work, env=env, check=True)
   from cosmic_ray.work_db import WorkDB, use_db  # pylint: disable=import-outside-toplevel
   from cosmic_ray.work_item import WorkerOutcome, WorkResult  # pylint: disable=import-outside-toplevel
+  rows = []
+  if hand_only:
+    return _hand(name, cfg, work, module, source, hand, rows, equivalents)
+
+  subprocess.run([*cr, "init", str(cfg_path), str(session)], cwd=work, env=env, check=True)
   with use_db(str(session), WorkDB.Mode.open) as db:
     n_in = 0
     for item in list(db.pending_work_items):
@@ -148,7 +154,6 @@ def run_module(name: str, work: pathlib.Path, equivalents: list[dict], keep: lis
   subprocess.run([*cr, "exec", str(cfg_path), str(session)], cwd=work, env=env, check=True)
   print(f"[{name}] cosmic-ray exec {time.time() - t0:.0f} s", flush=True)
 
-  rows = []
   with use_db(str(session), WorkDB.Mode.open) as db:
     for item, result in db.completed_work_items:
       if result.worker_outcome == WorkerOutcome.SKIPPED:
@@ -158,11 +163,15 @@ def run_module(name: str, work: pathlib.Path, equivalents: list[dict], keep: lis
       if result.worker_outcome != WorkerOutcome.NORMAL:
         outcome = "incompetent"
       else:
-        outcome = "killed" if result.is_killed else "survived"
+        outcome = "killed" if result.is_killed else "survived"  # a timeout counts as killed
       rows.append({"line": m.start_pos[0], "operator": m.operator_name.split("/")[-1],
                    "occurrence": m.occurrence, "old": old, "new": new, "outcome": outcome})
-  source_text = module.read_text()
-  assert source_text == source, f"{module} was left mutated"
+  assert module.read_text() == source, f"{module} was left mutated"
+  return _hand(name, cfg, work, module, source, hand, rows, equivalents)
+
+
+def _hand(name, cfg, work, module, source, hand, rows, equivalents) -> dict:
+  """Runs the hand-written mutants of this module, then classifies and counts every row."""
   stem = pathlib.Path(cfg["module-path"]).stem
   for h in hand:
     if h["module"] != stem:
@@ -178,7 +187,7 @@ def run_module(name: str, work: pathlib.Path, equivalents: list[dict], keep: lis
     line = source[:source.index(h["old"])].count("\n") + 1
     rows.append({"line": line, "operator": f"hand: {h['name']}", "occurrence": 0,
                  "old": h["old"].strip(), "new": h["new"].strip(),
-                 "outcome": "survived" if status == "passed" else "killed"})
+                 "outcome": {"passed": "survived", "failed": "killed"}.get(status, "timeout")})
   for r in rows:
     if r["outcome"] == "survived":
       eq = next((e for e in equivalents if e["module"] == stem and e["line"] == r["old"]
@@ -190,7 +199,7 @@ def run_module(name: str, work: pathlib.Path, equivalents: list[dict], keep: lis
   return {"module": name, "path": cfg["module-path"], "test_command": cfg["test-command"].replace(
       sys.executable, "python"), "mutants": len(rows), "killed": count("killed"),
           "equivalent": count("equivalent"), "survived": count("survived"),
-          "incompetent": count("incompetent"), "rows": rows}
+          "incompetent": count("incompetent") + count("timeout"), "rows": rows}
 
 
 def rescore(result: dict, equivalents: list[dict]) -> dict:
@@ -242,6 +251,9 @@ def main(argv=None) -> int:
   ap.add_argument("--rescore", default=None,
                   help="comma-separated --json files of earlier runs: rewrite their report with "
                        "the current mutation/equivalent.toml instead of running anything")
+  ap.add_argument("--timeout", type=float, default=None,
+                  help="seconds per test run, instead of each config's (a loaded machine)")
+  ap.add_argument("--hand-only", action="store_true", help="only the hand-written mutants")
   ap.add_argument("--count", action="store_true", help="only count the mutants in scope")
   ap.add_argument("--no-hand", action="store_true", help="skip the hand-written mutants")
   args = ap.parse_args(argv)
@@ -264,7 +276,8 @@ def main(argv=None) -> int:
   with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
     work = pathlib.Path(tmp)
     copy_tree(work)
-    results = [run_module(n, work, equivalents, keep, hand, args.tests, args.count) for n in names]
+    results = [run_module(n, work, equivalents, keep, hand, args.tests, args.count,
+                          args.hand_only, args.timeout) for n in names]
   if args.count:
     print(json.dumps(results))
     return 0
