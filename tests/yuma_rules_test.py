@@ -28,8 +28,9 @@ def normalize(x):
   return x / s if s != 0 else x
 
 
-def spec_bonds_and_split(sub, out, emission):
-  """(bonds, has_bond, dividends, server, validator, emission amounts) by SPEC.md 1.9-1.11."""
+def spec_bonds_and_split(sub, out, emission, variant="current"):
+  """(bonds, has_bond, dividends, server, validator, emission amounts) by SPEC.md 1.9-1.11;
+  `variant="liquid_alpha_v1"`: classic bonds with the per-column alpha of SPEC.md 2.2."""
   g = lambda x: np.asarray(x)
   h = {k: g(v) for k, v in vars(sub.hyper).items()}
   in_use, b = g(sub.in_use_N), int(sub.block)
@@ -56,7 +57,14 @@ def spec_bonds_and_split(sub, out, emission):
   keep = g(sub.has_bond_NxN) & ~(t0 <= g(sub.registered_at_N))[None, :] & both
   Bq = np.where(keep, g(sub.bonds_NxN), 0).astype(float)
   alpha = 1 - float(h["bonds_moving_average"]) / 1e6
-  if not bool(h["yuma3_enabled"]):  # (A) classic
+  if variant == "liquid_alpha_v1" and bool(h["liquid_alpha_enabled"]):
+    c_lo, c_hi = np.quantile(C[in_use], [0.25, 0.75])  # linear interpolation, over n values
+    if c_hi > c_lo:
+      lo, hi = float(h["alpha_low"]) / U16, float(h["alpha_high"]) / U16
+      logit = lambda x: np.log(1 / x - 1)
+      slope = (logit(hi) - logit(lo)) / (c_lo - c_hi)
+      alpha = np.clip(1 / (1 + np.exp(logit(lo) + slope * c_lo - slope * C)), lo, hi)[None, :]
+  if variant == "liquid_alpha_v1" or not bool(h["yuma3_enabled"]):  # (A) classic
     Bs = colnorm(alpha * colnorm(a[:, None] * Wb) + (1 - alpha) * colnorm(Bq))
     D = normalize(Bs @ I)
     mx = Bs.max(0, keepdims=True)
@@ -109,13 +117,16 @@ def random_subnet(rng, *, yuma3, liquid, beta, block=100):
                      last_epoch_block=jnp.asarray(block - int(rng.choice([10, 25]))))
 
 
-def check_epoch(sub, emission):
-  new, out = yuma.epoch(sub, emission)
-  bonds, has, D, server, validator, combined = spec_bonds_and_split(sub, out, emission)
+def check_epoch(sub, emission, variant="current"):
+  new, out = yuma.epoch(sub, emission, variant=variant)
+  bonds, has, D, server, validator, combined = spec_bonds_and_split(sub, out, emission, variant)
   np.testing.assert_allclose(np.asarray(out.dividends_N), D, rtol=0, atol=1e-12)
-  # stored bonds to one u16 LSB: XLA may turn x / 65535 into x * (1 / 65535), and one ulp below an
-  # integer floors to the LSB below (the chain's fixed point has the same one-LSB freedom)
-  np.testing.assert_allclose(np.asarray(out.bonds_NxN), bonds, rtol=0, atol=1)
+  # new bond rows to one u16 LSB: XLA may turn x / 65535 into x * (1 / 65535), and one ulp below
+  # an integer floors to the LSB below (the chain's fixed point has the same one-LSB freedom);
+  # rows cleared or kept involve no arithmetic and must be exact
+  new_rows = np.asarray(out.validator_permit_N)
+  np.testing.assert_allclose(np.asarray(out.bonds_NxN)[new_rows], bonds[new_rows], rtol=0, atol=1)
+  np.testing.assert_array_equal(np.asarray(out.bonds_NxN)[~new_rows], bonds[~new_rows])
   np.testing.assert_array_equal(np.asarray(new.bonds_NxN), np.asarray(out.bonds_NxN))
   np.testing.assert_array_equal(np.asarray(new.has_bond_NxN), has)
   np.testing.assert_array_equal(np.asarray(out.server_emission_N), server)
@@ -125,15 +136,18 @@ def check_epoch(sub, emission):
   return new, out
 
 
-@pytest.mark.parametrize("yuma3,liquid", [(False, False), (True, False), (True, True)])
-def test_bonds_and_split_follow_the_rules_over_two_epochs(yuma3, liquid):
+@pytest.mark.parametrize("yuma3,liquid,variant", [(False, False, "current"),
+                                                   (True, False, "current"),
+                                                   (True, True, "current"),
+                                                   (False, True, "liquid_alpha_v1")])
+def test_bonds_and_split_follow_the_rules_over_two_epochs(yuma3, liquid, variant):
   rng = np.random.default_rng(7 + 3 * yuma3 + liquid)
   for k in range(12):
     beta = [0, U16, int(rng.integers(1, U16))][k % 3]
     sub = random_subnet(rng, yuma3=yuma3, liquid=liquid, beta=beta)
-    new, _ = check_epoch(sub, E)
+    new, _ = check_epoch(sub, E, variant)
     # the next epoch reads the bonds, bond presence and permits this one stored
-    check_epoch(new.replace(block=new.block + 10), E + 12345)
+    check_epoch(new.replace(block=new.block + 10), E + 12345, variant)
 
 
 @pytest.mark.parametrize("case", ["no_weights", "all_inactive"])
