@@ -107,6 +107,26 @@ def run_tests(command: str, cwd: pathlib.Path, timeout: float) -> tuple[str, flo
   return ("passed" if proc.returncode == 0 else "failed"), time.time() - t0
 
 
+def session_rows(session: pathlib.Path) -> list[dict]:
+  """One row per mutant run so far in a cosmic-ray session (the skipped ones left out)."""
+  from cosmic_ray.work_db import WorkDB, use_db  # pylint: disable=import-outside-toplevel
+  from cosmic_ray.work_item import WorkerOutcome  # pylint: disable=import-outside-toplevel
+  rows = []
+  with use_db(str(session), WorkDB.Mode.open) as db:
+    for item, result in db.completed_work_items:
+      if result.worker_outcome == WorkerOutcome.SKIPPED:
+        continue
+      m = item.mutations[0]
+      old, new = changed_lines(result.diff or "")
+      if result.worker_outcome != WorkerOutcome.NORMAL:
+        outcome = "incompetent"
+      else:
+        outcome = "killed" if result.is_killed else "survived"  # a timeout counts as killed
+      rows.append({"line": m.start_pos[0], "operator": m.operator_name.split("/")[-1],
+                   "occurrence": m.occurrence, "old": old, "new": new, "outcome": outcome})
+  return rows
+
+
 def run_module(name: str, work: pathlib.Path, equivalents: list[dict], keep: list[re.Pattern],
                hand: list[dict], tests: str, count_only: bool = False,
                hand_only: bool = False, timeout: float | None = None) -> dict:
@@ -154,18 +174,7 @@ def run_module(name: str, work: pathlib.Path, equivalents: list[dict], keep: lis
   subprocess.run([*cr, "exec", str(cfg_path), str(session)], cwd=work, env=env, check=True)
   print(f"[{name}] cosmic-ray exec {time.time() - t0:.0f} s", flush=True)
 
-  with use_db(str(session), WorkDB.Mode.open) as db:
-    for item, result in db.completed_work_items:
-      if result.worker_outcome == WorkerOutcome.SKIPPED:
-        continue
-      m = item.mutations[0]
-      old, new = changed_lines(result.diff or "")
-      if result.worker_outcome != WorkerOutcome.NORMAL:
-        outcome = "incompetent"
-      else:
-        outcome = "killed" if result.is_killed else "survived"  # a timeout counts as killed
-      rows.append({"line": m.start_pos[0], "operator": m.operator_name.split("/")[-1],
-                   "occurrence": m.occurrence, "old": old, "new": new, "outcome": outcome})
+  rows = session_rows(session)
   assert module.read_text() == source, f"{module} was left mutated"
   return _hand(name, cfg, work, module, source, hand, rows, equivalents)
 
@@ -254,6 +263,9 @@ def main(argv=None) -> int:
   ap.add_argument("--timeout", type=float, default=None,
                   help="seconds per test run, instead of each config's (a loaded machine)")
   ap.add_argument("--hand-only", action="store_true", help="only the hand-written mutants")
+  ap.add_argument("--harvest", default=None,
+                  help="NAME=SESSION.sqlite,...: write the report of cosmic-ray sessions as they "
+                       "stand (an interrupted run), without the hand-written mutants")
   ap.add_argument("--count", action="store_true", help="only count the mutants in scope")
   ap.add_argument("--no-hand", action="store_true", help="skip the hand-written mutants")
   args = ap.parse_args(argv)
@@ -266,6 +278,18 @@ def main(argv=None) -> int:
   keep = [re.compile(k) for k in _load(HERE / "operators.toml")["keep"]]
   equivalents = _load(HERE / "equivalent.toml").get("equivalent", [])
   hand = [] if args.no_hand else _load(HERE / "hand_mutants.toml").get("mutant", [])
+  if args.harvest:
+    results = []
+    for spec in args.harvest.split(","):
+      name, session = spec.split("=")
+      cfg = tomllib.loads((HERE / f"{name}.toml").read_text())["cosmic-ray"]
+      results.append(rescore({"module": name, "path": cfg["module-path"],
+                              "test_command": cfg["test-command"].replace("{python}", "python"),
+                              "rows": session_rows(pathlib.Path(session))}, equivalents))
+      results[-1]["mutants"] = len(results[-1]["rows"])
+    if args.json:
+      pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+    args.rescore = args.json
   if args.rescore:
     results = [rescore(r, equivalents) for f in args.rescore.split(",")
                for r in json.loads(pathlib.Path(f).read_text())]

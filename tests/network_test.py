@@ -145,9 +145,14 @@ def test_minority_cabal_does_not_gain_stake_share():
   net = network.Network(cfg, network.make_mesh(jax.devices()[:1]))
   state, m = net.run(net.init(), 150)
   stake = np.asarray(state.subnet.stake_N)[:3]
+  start = np.asarray(cfg.validator_stake_tao) * network.RAO
   honest_share = stake[:2].sum() / stake.sum()
   print(f"honest validators' stake share: {honest_share:.4f} (start 0.7)")
-  assert honest_share > 0.7
+  assert honest_share > start[:2].sum() / start.sum()
+  # the honest validators (70% of the stake) take more than 90% of what the validators gained:
+  # the cabal's weights on its own servers are clipped away (measured: 0.7209 of a possible 0.7209)
+  gained = stake - start
+  assert gained.sum() > 0 and gained[:2].sum() / gained.sum() > 0.9
 
 
 def test_network_step_is_one_block_of_run(tiny_run):

@@ -196,3 +196,18 @@ def test_incentive_without_dividends_goes_to_servers(yuma3):
   assert not np.asarray(out.dividends_N).any()
   assert not np.asarray(out.validator_emission_N).any()
   assert E - N <= int(out.server_emission_N.sum()) <= E
+
+
+@pytest.mark.parametrize("yuma3", [False, True])
+def test_bond_mask_after_an_epoch_at_block_1(yuma3):
+  """SPEC 1.10: t0 = LastMechanismStepBlock + 1 whenever that block is nonzero (here 1, so
+  t0 = 2, not b - tempo = 1): a uid registered at block 1 keeps its bonds, one at 2 loses them."""
+  rng = np.random.default_rng(13)
+  sub = random_subnet(rng, yuma3=yuma3, liquid=False, beta=U16, block=11)
+  reg = jnp.asarray([1, 0, 2, 1, 5, 1], jnp.int64)
+  sub = sub.replace(registered_at_N=reg, last_update_N=reg + 6, last_epoch_block=jnp.asarray(1),
+                    bonds_NxN=jnp.full((N, N), 30000, jnp.int32) * sub.in_use_N[:, None]
+                    * sub.in_use_N[None, :], has_bond_NxN=sub.in_use_N[:, None]
+                    & sub.in_use_N[None, :])
+  assert int(sub.block) - int(sub.hyper.tempo) == 1
+  check_epoch(sub, E)
