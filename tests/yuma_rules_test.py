@@ -211,3 +211,13 @@ def test_bond_mask_after_an_epoch_at_block_1(yuma3):
                     & sub.in_use_N[None, :])
   assert int(sub.block) - int(sub.hyper.tempo) == 1
   check_epoch(sub, E)
+
+
+def test_liquid_alpha_with_a_steep_sigmoid():
+  """Liquid alpha 2.0 with AlphaSigmoidSteepness 30000 (slope 300): the exponent reaches the
+  [-20, 20] clamp of SPEC 1.10 (B) step 2, which must then bound it."""
+  rng = np.random.default_rng(17)
+  for _ in range(4):
+    sub = random_subnet(rng, yuma3=True, liquid=True, beta=U16)
+    sub = sub.replace(hyper=sub.hyper.replace(alpha_sigmoid_steepness=jnp.asarray(30000)))
+    check_epoch(sub, E)
