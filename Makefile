@@ -26,8 +26,9 @@ replay: $(STAMP)
 	$(PY) -m bittensor_jax.replay --check --summary tests/testdata/chain/scenarios/*.json > /dev/null
 
 # Slow (one test run per mutant; hours on 2 cores), so not part of `make test`: cosmic-ray over the
-# chain's rules as scoped in mutation/*.toml; writes mutation/REPORT.md, exit 1 on a survivor that
-# mutation/equivalent.toml does not explain. MODULES=registration,kernels narrows it.
+# chain's rules as scoped in mutation/*.toml; exit 1 on a survivor that
+# mutation/equivalent.toml does not explain (report: mutation/last_run.md; curated: REPORT.md).
+# MODULES=registration,kernels narrows it.
 MODULES ?= registration,kernels,yuma,extrinsics
 mutation: $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,mutation]"

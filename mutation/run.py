@@ -1,4 +1,4 @@
-"""Mutation run over the chain's rules with cosmic-ray; writes mutation/REPORT.md (`make mutation`).
+"""Mutation run over the chain's rules with cosmic-ray; writes mutation/last_run.md (`make mutation`).
 
 For each module config (mutation/<module>.toml, cosmic-ray's format plus a [cosmic-ray.scope]
 table) it copies the work tree to a scratch folder (cosmic-ray edits the module in place), makes
@@ -253,7 +253,8 @@ def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--modules", default=",".join(MODULES))
   ap.add_argument("--label", default="current tests")
-  ap.add_argument("--report", default=str(HERE / "REPORT.md"))
+  ap.add_argument("--report", default=str(HERE / "last_run.md"),
+                  help="where the run's report goes (mutation/REPORT.md is the curated one)")
   ap.add_argument("--json", default=None, help="also write the figures and rows as JSON here")
   ap.add_argument("--tests", choices=("after", "before"), default="after",
                   help="each config's test-command, or its scope.before-command (the old suite)")
