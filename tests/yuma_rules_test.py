@@ -218,6 +218,12 @@ def test_liquid_alpha_with_a_steep_sigmoid():
   [-20, 20] clamp of SPEC 1.10 (B) step 2, which must then bound it."""
   rng = np.random.default_rng(17)
   for _ in range(4):
-    sub = random_subnet(rng, yuma3=True, liquid=True, beta=U16)
-    sub = sub.replace(hyper=sub.hyper.replace(alpha_sigmoid_steepness=jnp.asarray(30000)))
+    # no bonds penalty (W~ = W can sit far above C) and old registrations (old bonds kept), so
+    # |W~ - C| and |B0 - W~| reach past 0.56, where |x| = 300 |d - 1/2| > 19
+    sub = random_subnet(rng, yuma3=True, liquid=True, beta=0)
+    n = int(sub.n)
+    sub = sub.replace(hyper=sub.hyper.replace(alpha_sigmoid_steepness=jnp.asarray(30000)),
+                      registered_at_N=jnp.zeros(N, jnp.int64),
+                      last_update_N=jnp.where(sub.in_use_N, 99, 0).astype(jnp.int64))
+    assert n >= 3
     check_epoch(sub, E)
