@@ -227,3 +227,18 @@ def test_liquid_alpha_with_a_steep_sigmoid():
                       last_update_N=jnp.where(sub.in_use_N, 99, 0).astype(jnp.int64))
     assert n >= 3
     check_epoch(sub, E)
+
+
+@pytest.mark.parametrize("yuma3", [False, True])
+def test_bond_mask_before_any_epoch(yuma3):
+  """SPEC 1.10: with no epoch yet, t0 = max(b - tempo, 0) (here 0): a uid registered at block 0
+  loses its bond column, one registered at 1 too, as t0 <= r for both."""
+  rng = np.random.default_rng(19)
+  sub = random_subnet(rng, yuma3=yuma3, liquid=False, beta=U16, block=5)
+  reg = jnp.asarray([0, 1, 0, 2, 0, 1], jnp.int64)
+  sub = sub.replace(registered_at_N=reg, last_update_N=reg + 3, last_epoch_block=jnp.asarray(0),
+                    bonds_NxN=jnp.full((N, N), 30000, jnp.int32) * sub.in_use_N[:, None]
+                    * sub.in_use_N[None, :], has_bond_NxN=sub.in_use_N[:, None]
+                    & sub.in_use_N[None, :])
+  assert int(sub.block) - int(sub.hyper.tempo) < 0
+  check_epoch(sub, E)
