@@ -112,7 +112,8 @@ def test_blocks_mint_accumulate_and_pay_with_conservation():
     total = float(sub.stake_N.sum()) + int(sub.pending_emission)
     assert total == int(sub.total_issuance)
   assert epochs == 4
-  assert int(sub.total_issuance) == int(start) + 23 * 10**9
+  # era 0 (SPEC.md 3.1): DefaultBlockEmission, 1 TAO, per block
+  assert int(sub.total_issuance) == int(start) + 23 * emission.DEFAULT_BLOCK_EMISSION_RAO
 
 
 def test_issuance_never_exceeds_the_cap():

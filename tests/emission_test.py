@@ -98,7 +98,9 @@ def test_mint_scan_reaches_first_halving():
     return (issuance, pending), minted
 
   (issuance, pending), minted_T = jax.lax.scan(step, (jnp.int64(start), jnp.int64(0)), None, length=5)
-  chex.assert_trees_all_equal(minted_T, jnp.array([10**9] * 3 + [5 * 10**8] * 2, dtype=jnp.int64))
+  # SPEC.md 3.1: 1 TAO per block below half the supply, half of that from the first halving
+  one = emission.DEFAULT_BLOCK_EMISSION_RAO
+  chex.assert_trees_all_equal(minted_T, jnp.array([one] * 3 + [one // 2] * 2, dtype=jnp.int64))
   assert int(issuance) == start + int(minted_T.sum()) and int(pending) == int(minted_T.sum())
 
 
@@ -114,14 +116,21 @@ def test_negative_issuance_raises():
 def test_supply_schedule():
   rows = emission.supply_schedule()
   assert [r["era"] for r in rows] == list(range(len(rows)))
+  # SPEC.md 3.1 table: each of the first eras mints half of what remains at half the previous
+  # rate, so lasts T/2 / DefaultBlockEmission = 10.5M blocks (3.99 years of 12 s blocks)
+  one = emission.DEFAULT_BLOCK_EMISSION_RAO
+  era_blocks = T // 2 // one
   for r in rows[:5]:
-    assert r["blocks"] == 10_500_000 and round(r["years"], 2) == 3.99
-  assert [r["rao_per_block"] for r in rows[:2]] == [10**9, 5 * 10**8]
+    assert r["blocks"] == era_blocks
+    assert r["years"] == pytest.approx(era_blocks / emission.BLOCKS_PER_YEAR)
+  assert round(rows[0]["years"], 2) == 3.99  # the figure SPEC.md 3.1 quotes
+  assert [r["rao_per_block"] for r in rows[:2]] == [one, one // 2]
   for prev, nxt in zip(rows, rows[1:]):
     assert prev["end_issuance_rao"] == nxt["start_issuance_rao"]
     assert nxt["start_block"] == prev["start_block"] + prev["blocks"]
     assert prev["end_issuance_rao"] - prev["start_issuance_rao"] == prev["blocks"] * prev["rao_per_block"]
   last = rows[-1]
+  # SPEC.md 3.1 / pitfall 10: the rate halves to 1 rao by era 29; emission is 0 from era 30
   assert last["era"] == 29 and last["rao_per_block"] == 1
   assert last["end_issuance_rao"] < T
   assert emission.block_emission(last["end_issuance_rao"]) == 0
@@ -136,9 +145,11 @@ def test_supply_curve():
   t_P, tao_P = emission.supply_curve(years=40)
   assert t_P[0] == 0 and t_P[-1] == 40
   assert (np.diff(t_P) > 0).all() and (np.diff(tao_P) >= 0).all()
-  np.testing.assert_allclose(tao_P[1], 10_500_000)
+  total_tao = T / emission.RAO_PER_TAO  # 21M TAO (SPEC.md 3.1 TotalSupply)
+  np.testing.assert_allclose(tao_P[1], total_tao / 2)  # one era (4 years) mints half the supply
   _, full_P = emission.supply_curve()
-  assert full_P[-1] < 21e6 and full_P[-1] > 21e6 - 0.02
+  # never reaches the cap: era 29's last rao per block leaves a residue under 0.02 TAO
+  assert total_tao - 0.02 < full_P[-1] < total_tao
 
 
 def test_plot_writes_png(tmp_path):

@@ -202,3 +202,13 @@ def test_weighted_median_col_matches_sort_cumsum(seed, dtype):
   np.testing.assert_array_equal(np.asarray(got),
                                 reference_median_col(stake.astype(dtype), W.astype(dtype),
                                                      dtype(kappa)).astype(dtype))
+
+
+def test_weighted_median_col_ignores_unstaked_rows():
+  """SPEC 1.7: only rows with stake > 0 take part; with none, every column gives 0, and an
+  unstaked row's scores change no column."""
+  W = jnp.asarray([[0.2, 0.9], [0.6, 0.1], [0.05, 0.7]])
+  np.testing.assert_array_equal(K.weighted_median_col(jnp.zeros(3), W, 0.5), [0, 0])
+  staked = jnp.asarray([1.0, 1.0, 0.0])
+  np.testing.assert_array_equal(K.weighted_median_col(staked, W, 0.5),
+                                K.weighted_median_col(staked[:2], W[:2], 0.5))

@@ -20,6 +20,7 @@ import pytest
 
 from bittensor_jax import config as config_lib
 from bittensor_jax import history, loop
+from bittensor_jax.chain import emission
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PRESET = str(ROOT / "configs" / "default.py") + ":smoke"
@@ -87,7 +88,12 @@ def test_smoke_run_writes_everything(smoke_run):
   for key in loop.SUMMARY_KEYS:
     assert key in summary and key in on_disk, key
   assert summary["blocks"] == 80
-  assert summary["total_issuance_rao"] == 2000 * 10**9 + 80 * 10**9  # 1 TAO per block
+  # genesis: the validators' stake (network.NetworkConfig.validator_stake_tao, default 1000 TAO
+  # each), then era 0's DefaultBlockEmission (1 TAO) per block (SPEC.md 3.1)
+  net_cfg = config_lib.network_config(_config())
+  genesis_tao = sum(net_cfg.validator_stake_tao or [1000.0] * net_cfg.num_validators)
+  assert summary["total_issuance_rao"] == (
+      int(genesis_tao * emission.RAO_PER_TAO) + 80 * emission.DEFAULT_BLOCK_EMISSION_RAO)
   assert set(summary["deregistrations"]) == {"total", *loop.DEREG_KINDS}
   assert 0 <= summary["honest_stake_share"] <= 1
   for key in ("ensemble_loss", "best_server_loss", "isolated_server_loss"):
@@ -104,6 +110,8 @@ def test_smoke_run_writes_everything(smoke_run):
 
 
 def test_resume_after_sigkill_is_bit_identical(smoke_run, tmp_path, tmp_path_factory):
+  """README "Run the same command again ... to resume": a run SIGKILLed after its first checkpoint
+  and resumed ends bit-identical (state, summary, history) to an uninterrupted run."""
   workdir_b, _ = smoke_run
   workdir_a = tmp_path / "a"
   env = _env(tmp_path_factory)
@@ -190,3 +198,20 @@ def test_summary_has_per_validator_dividends_and_vtrust(smoke_run):
   assert [r["uid"] for r in rows] == [0, 1]
   assert sum(r["dividends"] for r in rows) == pytest.approx(1.0)
   assert all(0 <= r["vtrust"] <= 1 for r in rows)
+def test_read_history_adds_the_servers_losses(smoke_run):
+  """loop.read_history: every field of the history, plus server_loss [E, K] = the quality
+  (validation loss) columns of the uids whose last role is server, in uid order."""
+  from bittensor_jax import plots  # pylint: disable=import-outside-toplevel
+  workdir, summary = smoke_run
+  h = loop.read_history(workdir)
+  raw = history.read_all(workdir / "history")
+  assert set(h) == set(raw) | {"server_loss"}
+  for k in raw:
+    np.testing.assert_array_equal(h[k], raw[k], err_msg=k)
+  servers = np.nonzero(raw["role"][-1] == plots.SERVER)[0]
+  cfg = _config()
+  assert len(servers) == cfg.network.num_servers
+  assert h["server_loss"].shape == (history.num_epochs(workdir / "history"), len(servers))
+  np.testing.assert_array_equal(h["server_loss"], raw["quality"][:, servers])
+  assert np.isfinite(h["server_loss"]).all() and (h["server_loss"] > 0).all()
+  assert float(h["server_loss"][-1].min()) == summary["best_server_loss"]  # the same losses

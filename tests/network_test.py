@@ -58,6 +58,7 @@ def test_network_learns_and_ensemble_beats_single_servers(tiny_run):
   best = m["quality_K"][last].mean(0)[m["quality_K"][last].mean(0).argmin()]
   iso = m["isolated_server_loss"][last].mean()
   print(f"ensemble {ens:.4f} best {best:.4f} isolated {iso:.4f}")
+  assert ens < best  # below the best single server's loss (measured: 2.506 against 2.546)
   assert ens < iso
   assert np.isfinite(m["train_loss_M"]).all()
 
@@ -80,13 +81,17 @@ def test_failing_server_cannot_poison_the_step(tiny_run):
   for key in ("ensemble_loss", "best_server_loss", "stake_N", "incentive_N", "dividends_N"):
     assert np.isfinite(m[key]).all(), key
   assert (m["incentive_N"][:, V] == 0).all()  # the NaN server earns nothing
+  last = m["incentive_N"][-1]  # the incentive of the last epoch (block 30)
+  assert float(last[V + 1:].sum()) == pytest.approx(1, abs=1e-9)  # the other servers earn it all
+  assert int(m["epoch_ran"].sum()) == 30 // TINY.tempo
   assert np.isfinite(m["train_loss_M"][:, 1:TINY.num_servers]).all()
   other = jax.tree.leaves(jax.tree.map(lambda p: p[1], state.params))
   assert all(np.isfinite(np.asarray(x)).all() for x in other)
 
 
 def test_servers_never_read_each_others_shards():
-  """Changing server 1's private shard changes nothing about server 0's training."""
+  """README "No neuron ever reads another neuron's shard, and a test checks this": changing
+  server 1's private shard changes nothing about server 0's training, and does change server 1's."""
   cfg = dataclasses.replace(TINY, distill_weight=0.5)
   net = network.Network(cfg, network.make_mesh(jax.devices()[:1]))
   step = jax.jit(lambda s, d, k: network.network_step(cfg, s, d, k))
@@ -102,6 +107,8 @@ def test_servers_never_read_each_others_shards():
 
 
 def test_sharded_step_equals_single_device():
+  """README "sharded over every device of a host": the model axis split over 4 devices (2 models
+  each) gives the single-device run's metrics."""
   assert jax.device_count() >= 4
   cfg = dataclasses.replace(TINY, num_servers=7)  # 8 models: 2 per device
   single = network.Network(cfg, network.make_mesh(jax.devices()[:1]))
@@ -138,9 +145,14 @@ def test_minority_cabal_does_not_gain_stake_share():
   net = network.Network(cfg, network.make_mesh(jax.devices()[:1]))
   state, m = net.run(net.init(), 150)
   stake = np.asarray(state.subnet.stake_N)[:3]
+  start = np.asarray(cfg.validator_stake_tao) * network.RAO
   honest_share = stake[:2].sum() / stake.sum()
   print(f"honest validators' stake share: {honest_share:.4f} (start 0.7)")
-  assert honest_share > 0.7
+  assert honest_share > start[:2].sum() / start.sum()
+  # the honest validators (70% of the stake) take more than 90% of what the validators gained:
+  # the cabal's weights on its own servers are clipped away (measured: 0.7209 of a possible 0.7209)
+  gained = stake - start
+  assert gained.sum() > 0 and gained[:2].sum() / gained.sum() > 0.9
 
 
 def test_network_step_is_one_block_of_run(tiny_run):

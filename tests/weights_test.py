@@ -222,6 +222,8 @@ def test_normalize_max_weight_jit_equals_eager(x, limit):
 
 
 def test_normalize_max_weight_examples():
+  """The two worked examples of SPEC.md 4.2 item 2 (printed there to 5 decimals), zeros ->
+  uniform (same item), and a case of exactly len * limit = 1."""
   np.testing.assert_allclose(weights.normalize_max_weight(np.array([1., 2, 3, 4]), 0.3),
                              [0.13333, 0.26667, 0.3, 0.3], atol=1e-5)
   np.testing.assert_allclose(weights.normalize_max_weight(np.array([1., 1, 1, 10]), 0.4),
@@ -251,6 +253,7 @@ def test_to_u16(x):
 
 
 def test_to_u16_example():
+  """The worked example of SPEC.md 4.2 item 3, and an entry that rounds to 0 and is dropped."""
   values, present = weights.to_u16(np.array([0.1, 0.2, 0.3, 0.4]))
   chex.assert_trees_all_equal(values, jnp.array([16384, 32768, 49151, 65535], jnp.int32))
   assert bool(present.all())

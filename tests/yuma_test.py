@@ -41,9 +41,15 @@ E = 10**9
 def test_sums_and_amounts(seed, n, yuma3, liquid):
   sub = random_subnet(seed, n, yuma3=yuma3, liquid=liquid)
   _, out = yuma.epoch(sub, E)
-  for vec in (out.incentive_N, out.dividends_N):
-    total = float(vec.sum())
-    assert total == pytest.approx(1, abs=1e-9) or total == 0
+  # SPEC 1.8: a column with C_j > 0 has a staked row weighting it >= C_j, so its clipped rank is
+  # positive and I (normalized) sums to 1; with every C_j = 0 all clipped weights are 0 and I = 0
+  total_i = float(out.incentive_N.sum())
+  if (np.asarray(out.consensus_N) > 0).any():
+    assert total_i == pytest.approx(1, abs=1e-9)
+  else:
+    assert total_i == 0
+  total_d = float(out.dividends_N.sum())
+  assert total_d == pytest.approx(1, abs=1e-9) or total_d == 0
   for amt in (out.server_emission_N, out.validator_emission_N, out.emission_N):
     assert (np.asarray(amt) >= 0).all()
   paid = int(out.server_emission_N.sum() + out.validator_emission_N.sum())
@@ -164,15 +170,40 @@ def test_float32_mode_is_close_to_float64(yuma3):
   np.testing.assert_allclose(o32.dividends_N, o64.dividends_N, atol=1e-5)
 
 
-@pytest.mark.parametrize("variant", yuma.VARIANTS)
-def test_variants_run_and_differ_only_where_documented(variant):
-  sub = random_subnet(5, 10).replace(
-      hyper=ledger.Hyper.create(tempo=10, liquid_alpha_enabled=True, alpha_low=30000))
-  _, out = yuma.epoch(sub, E, variant=variant)
-  assert float(out.incentive_N.sum()) == pytest.approx(1) or float(out.incentive_N.sum()) == 0
-  if variant == "yuma1_2023":  # permits even with zero stake (SPEC 2.1)
-    k = int(sub.hyper.max_allowed_validators)
-    assert int(out.validator_permit_N.sum()) == min(k, 10)
+SAME_INPUT_KEYS = ("stake_N", "active_N", "active_stake_N", "consensus_N", "validator_trust_N",
+                   "incentive_N")
+
+
+def test_variants_differ_only_where_documented():
+  """liquid_alpha_v1 changes only the bonds' EMA alpha (SPEC 2.2): everything before the bonds is
+  the current epoch's, the bonds differ, and with liquid alpha off it is the current epoch.
+  yuma1_2023 (SPEC 2.1) gives permits to the top k even with zero stake; with every stake
+  positive, no owner and no threshold its consensus and incentive are the current ones."""
+  hyper = dict(tempo=10, liquid_alpha_enabled=True, alpha_low=30000, max_allowed_validators=10)
+  # every weight present: the consensus quartiles differ, which liquid alpha v1 needs to act
+  sub = random_subnet(5, 10, zero_stake=0, density=1.0).replace(
+      hyper=ledger.Hyper.create(**hyper))
+  assert (np.asarray(sub.stake_N)[:10] > 0).all()
+  out = {v: yuma.epoch(sub, E, variant=v)[1] for v in yuma.VARIANTS}
+  c_lo, c_hi = np.quantile(np.asarray(out["current"].consensus_N), [0.25, 0.75])
+  assert c_lo < c_hi
+  for v in yuma.VARIANTS:
+    assert float(out[v].incentive_N.sum()) == pytest.approx(1, abs=1e-9), v
+    for key in SAME_INPUT_KEYS:
+      np.testing.assert_array_equal(getattr(out[v], key), getattr(out["current"], key),
+                                    err_msg=f"{v} {key}")
+  assert not np.array_equal(out["liquid_alpha_v1"].bonds_NxN, out["current"].bonds_NxN)
+  assert not np.array_equal(out["liquid_alpha_v1"].dividends_N, out["current"].dividends_N)
+  off = sub.replace(hyper=sub.hyper.replace(liquid_alpha_enabled=jnp.asarray(False)))
+  jax.tree.map(np.testing.assert_array_equal, yuma.epoch(off, E, variant="liquid_alpha_v1"),
+               yuma.epoch(off, E))
+  # zero stake: current permits need S != 0, the 2023 ones do not
+  zero = sub.replace(stake_N=sub.stake_N.at[:3].set(0))
+  k = int(zero.hyper.max_allowed_validators)
+  _, cur = yuma.epoch(zero, E)
+  _, old = yuma.epoch(zero, E, variant="yuma1_2023")
+  assert int(old.validator_permit_N.sum()) == min(k, 10)
+  assert not np.asarray(cur.validator_permit_N)[:3].any() and np.asarray(old.validator_permit_N)[:3].all()
 
 
 def test_unknown_variant_is_rejected():
