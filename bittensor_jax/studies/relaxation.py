@@ -4,12 +4,14 @@ The chain's consensus (SPEC.md 1.7) is a step function of the weights, so its gr
 almost everywhere. `soft_weighted_median_col` replaces it with a smooth function of the same
 definition, "the largest w supported by at least kappa of the stake":
 
-  support  F_kj = S_k + sum_{i != k} S_i sigmoid((W_ij - W_kj) / T)   (soft stake with W_ij >= W_kj)
-  qualify  q_kj = sigmoid((F_kj - kappa) / T_s)                      (candidate k has kappa support)
-  median   C_j  = sum_k W_kj softmax_k(W_kj / T + log q_kj)          (soft max of the qualifying)
+  support  F_kj = S_k + sum_{i != k} S_i sigmoid((W_ij - W_kj) / T)  (soft stake with W_ij >= W_kj)
+           G_kj = F_kj - S_k                                        (soft stake with W_ij > W_kj)
+  median   C_j  = sum_k W_kj softmax_k(log sigmoid((F_kj - kappa) / T_s)
+                                       + log sigmoid((kappa - G_kj) / T_s))
 
-with the temperature T in weight units and T_s = T / mean(W) in stake units. As T -> 0 each
-sigmoid tends to the indicator it replaces and C_j to the hard median of
+with the temperature T in weight units and T_s = T / max(W) in stake units. The hard median is
+the one score with F >= kappa > G (at least kappa of the stake at or above it, less than kappa
+strictly above it), so as T -> 0 each sigmoid tends to the indicator it replaces and C_j to
 `kernels.weighted_median_col` (ties between rows at exactly equal weights count half; the study's
 weights are continuous). The rest of the relaxed epoch is the chain's (clip, incentive, bonds
 penalty, dividends: `consensus_guarantees.single_epoch` with the median swapped).
@@ -48,7 +50,7 @@ def soft_weighted_median_col(stake_V: jax.Array, W_VxK: jax.Array, kappa,
   """Smooth kappa-weighted median of each column (see the module docstring).
 
   Args:
-    stake_V: nonnegative stake (normalized here).
+    stake_V: nonnegative stake (normalized here; rows with 0 stake take no part, as on chain).
     W_VxK: scores, one column per server.
     kappa: majority in [0, 1].
     temperature: T > 0 in the units of W.
@@ -61,10 +63,12 @@ def soft_weighted_median_col(stake_V: jax.Array, W_VxK: jax.Array, kappa,
   diff = (W_VxK[:, None, :] - W_VxK[None, :, :]) / T            # [i, k, j]: W_ij - W_kj
   eye = jnp.eye(W_VxK.shape[0], dtype=bool)[:, :, None]
   ind = jnp.where(eye, 1.0, jax.nn.sigmoid(diff))
-  F_VxK = jnp.einsum("i,ikj->kj", S_V, ind)                      # soft support of candidate k
-  t_stake = T / jnp.maximum(W_VxK.mean(), 1e-12)
-  log_q = jax.nn.log_sigmoid((F_VxK - kappa) / t_stake)
-  logits = jnp.where(S_V[:, None] > 0, W_VxK / T + log_q, -jnp.inf)
+  F_VxK = jnp.einsum("i,ikj->kj", S_V, ind)                      # soft stake at or above W_kj
+  G_VxK = F_VxK - S_V[:, None]                                   # soft stake strictly above
+  t_stake = T / jnp.maximum(jnp.abs(W_VxK).max(), 1e-12)
+  logits = (jax.nn.log_sigmoid((F_VxK - kappa) / t_stake) +
+            jax.nn.log_sigmoid((kappa - G_VxK) / t_stake))
+  logits = jnp.where(S_V[:, None] > 0, logits, -jnp.inf)
   return (jax.nn.softmax(logits, axis=0) * W_VxK).sum(0)
 
 
