@@ -80,20 +80,24 @@ def library(epochs: int = EPOCHS) -> list[Case]:
   """The cases (see the module docstring)."""
   never = epochs + 1
   cases = [
-      _switching("kappa_moves_first", {0: 1, 1: 2, 2: 3}, note="A (0.8) moves first, C last"),
-      _switching("kappa_moves_second", {0: 2, 1: 1, 2: 3}, note="B leads, A follows, C last"),
-      _switching("kappa_moves_third", {0: 3, 1: 1, 2: 2}, note="B, then C, then A"),
-      _switching("all_switch", {0: 1, 1: 1, 2: 1}, note="all move at epoch 1"),
+      _switching("kappa_moves_first", {0: 1, 1: 2, 2: 3}, note="A (0.8) moves first, C last",
+                 epochs=epochs),
+      _switching("kappa_moves_second", {0: 2, 1: 1, 2: 3}, note="B leads, A follows, C last",
+                 epochs=epochs),
+      _switching("kappa_moves_third", {0: 3, 1: 1, 2: 2}, note="B, then C, then A", epochs=epochs),
+      _switching("all_switch", {0: 1, 1: 1, 2: 1}, note="all move at epoch 1", epochs=epochs),
       _switching("copier_moves_late", {0: 2, 1: 1, 2: 1}, back={0: 22, 1: 21, 2: 21},
                  note="B, C lead twice (to S2 at e1, back to S1 at e21); A copies one epoch "
-                      "late; no bond reset"),
-      _switching("kappa_delayed", {0: 10, 1: 1, 2: 1}, note="A stays on S1 until e10"),
+                      "late; no bond reset", epochs=epochs),
+      _switching("kappa_delayed", {0: 10, 1: 1, 2: 1}, note="A stays on S1 until e10",
+                 epochs=epochs),
       _switching("one_epoch_switch", {0: never, 1: never, 2: 20}, back={0: never, 1: never,
                                                                          2: 21},
-                 stake=(0.33, 0.33, 0.34), note="C weights S2 at e20 only"),
+                 stake=(0.33, 0.33, 0.34), note="C weights S2 at e20 only", epochs=epochs),
   ]
   merged = _switching("merged_validators", {0: 2, 1: 1, 2: 3},
-                      note="kappa_moves_second weights; C's stake merges into B from e6")
+                      note="kappa_moves_second weights; C's stake merges into B from e6",
+                      epochs=epochs)
   stake = merged.stake_ExV.copy()
   stake[6:] = (0.8, 0.2, 0.0)
   cases.append(merged._replace(stake_ExV=stake))

@@ -168,8 +168,9 @@ def run(*, honest_stake=0.6, honest_utilities=(0.6, 0.7, 0.8), sigma_w=0.4, kapp
                                                         kappa, beta, xi)))(
         jnp.asarray(grid, F32))
     worst = int(np.argmin(np.asarray(mc)))
-    W, soft, hard_trace = attack(stake_V, own, other, hv, hk, F32(w_h), F32(grid[worst]), F32(kappa),
-                      F32(beta), F32(xi), F32(temperature), F32(learning_rate), steps=steps)
+    W, soft, hard_trace = attack(stake_V, own, other, hv, hk, F32(w_h), F32(grid[worst]),
+                                 F32(kappa), F32(beta), F32(xi), F32(temperature),
+                                 F32(learning_rate), steps=steps)
     hard = float(hard_honest_emission(stake_V, W, hv, hk, F32(kappa), F32(beta), F32(xi)))
     rows.append({
         "sample": s, "honest_stake": honest_stake, "honest_utility": float(w_h),

@@ -5,8 +5,8 @@ median (`kernels.weighted_median_col`, SPEC.md 1.7) of the honest validators' la
 weights, row-normalized. Honest validators weight the servers by their current quality, which
 changes over time: at every epoch each server's quality jumps to a new random level with
 probability `switch_prob`, so the ranking of the servers moves (the case library's switching
-miners, in a network of many servers). Many random draws run at once (`vmap`), each a `lax.scan` over epochs of the
-chain's own `chain.set_weights_rows` and `chain.yuma.epoch` on a ledger.
+miners, in a network of many servers). Many random draws run at once (`vmap`), each a `lax.scan`
+over epochs of the chain's own `chain.set_weights_rows` and `chain.yuma.epoch` on a ledger.
 
 Commit-reveal (SPEC.md 1.6 step 4): with a reveal period of R epochs, the weights a validator
 commits at epoch e enter the chain's `Weights` at epoch e + R. Every validator's weights therefore
