@@ -151,6 +151,11 @@ def test_no_memory_is_classic_with_alpha_one_and_classic_matches_the_chain():
   D_dense, I_dense = cases.run_variant("classic", stake[keep], weights[keep], p)
   np.testing.assert_allclose(D_dense, D_chain, atol=2e-3)
   np.testing.assert_allclose(I_dense, I_chain, atol=2e-3)
+  # Likewise the dense Yuma3 (fixed alpha) is the chain's Yuma3 up to u16 storage.
+  D_chain3, _ = cases.run_variant("chain_yuma3", stake[keep], weights[keep], p)
+  D_dense3, _ = cases.run_variant("yuma3", stake[keep], weights[keep], p)
+  np.testing.assert_allclose(D_dense3, D_chain3, atol=2e-3)
+  assert np.abs(D_dense3 - D_dense).max() > 1e-2  # and Yuma3 is not classic on these cases
   with pytest.raises(ValueError, match="variant"):
     variants.get("yuma4")
 

@@ -8,6 +8,7 @@ Every study is built on the chain's own pure functions (`bittensor_jax.chain.ker
   relaxation            a differentiable epoch (soft median) and a gradient attack by a cabal
   weight_copying        a copier validator against commit-reveal delays
   output                shared CLI plumbing (flags for --json, --csv, --plots; rows to files)
+  figures               the PNG figures (matplotlib Figure + Agg, no pyplot state)
 
 Run any study as `python -m bittensor_jax.studies.NAME --help`.
 """
