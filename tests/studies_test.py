@@ -205,6 +205,28 @@ def test_copier_with_no_delay_earns_like_an_honest_validator():
     weight_copying.run(copier_stake=1.0, **kw)
 
 
+@pytest.mark.skipif(not weight_copying.COMMIT_REVEAL, reason="the chain has no commit-reveal yet")
+def test_chain_commit_reveal_agrees_with_the_reveal_point_model():
+  # Once the start-up (no revealed rows yet) has left the bonds, the chain's commit-reveal and the
+  # reveal-point set_weights model give the same weights in force, hence the same ratio.
+  from bittensor_jax.chain import ledger  # pylint: disable=import-outside-toplevel
+  V, n_servers, R = 4, 5, 2
+  n = V + n_servers
+  kw = dict(n_honest=V - 1, n_servers=n_servers, epochs=60)
+  ratios = []
+  for use_cr in (False, True):
+    sub = ledger.subnet_from_neurons(
+        np.zeros(n), registered_at=np.ones(n, np.int64), last_update=np.ones(n, np.int64),
+        validator_permit=np.arange(n) < V, block=1,
+        hyper=weight_copying.hyper_for("yuma3", V, R if use_cr else 0))
+    D, S = weight_copying.simulate(jax.random.key(0), sub, R, 0.1, 0.1, 0.3, use_cr=use_cr, **kw)
+    D = np.asarray(D)[35:].sum(0)
+    S = np.asarray(S)
+    ratios.append(D[-1] / S[-1] / (D[:-1].sum() / S[:-1].sum()))
+  np.testing.assert_allclose(ratios[1], ratios[0], atol=0.02)
+  assert ratios[1] < 0.99
+
+
 def _cli(module, *args, tmp_path):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   res = subprocess.run([sys.executable, "-m", f"bittensor_jax.studies.{module}", "--json",

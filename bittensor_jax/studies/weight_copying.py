@@ -16,15 +16,18 @@ weights in force are those committed at e. So the copier acts on information R e
 the honest validators'. R = 0 is commit-reveal off: weights are public as soon as they are set,
 and the copier, setting its weights last before the epoch, copies the weights in force.
 
-**How commit-reveal is modelled here.** The chain's commit-reveal (`chain.commit_weights`, the
-ledger's reveal fields, `reveal_period_epochs`) is being built on another branch and was not on
-main when this study was written. The study therefore applies each weight row through the chain's
-`set_weights_rows` at its reveal point, i.e. R epochs after it was committed. For a network in
-which every committed row is revealed honestly and on time this is the same ledger the chain
-produces with commit-reveal on, except for one mask: the chain drops weight entries to uids
-registered after a pending commit (SPEC.md 1.6 step 4), and no uid registers during this study.
-Once commit-reveal is on main, `_apply_weights` is the one place to switch to
-`commit_weights` + the automatic reveal.
+**How commit-reveal is modelled here.** When the chain has commit-reveal
+(`bittensor_jax.chain.commit_reveal`, `chain.commit_weights_rows`, the Hyper fields
+`commit_reveal_weights_enabled` and `reveal_period_epochs`), a run with R >= 1 uses it: every
+step reveals the due commits (`commit_reveal.reveal_due`), the copier reads the honest rows now
+stored in the ledger's `weights_NxN`, every validator commits (`commit_weights_rows`), and the
+epoch runs. Without it (the chain feature was being built on another branch when this study was
+written), the study applies each row through the chain's `set_weights_rows` at its reveal point,
+R epochs after it was committed. For a network in which every committed row is revealed honestly
+and on time both give the same weights in force, except in the first R epochs (no honest row is
+revealed yet with real commit-reveal; the fallback uses the first rows) and for the uid-sniping
+mask of SPEC.md 1.6 step 4 (no uid registers here). The warm-up epochs are left out of the
+measure. `COMMIT_REVEAL` says which path this build takes.
 
 The measure: copier_dividend_ratio = (copier's dividends per unit of stake) / (honest validators'
 dividends per unit of stake), dividends summed over the epochs after a warm-up and over the
@@ -39,6 +42,7 @@ alpha 0.1), yuma3_liquid (Yuma3 with liquid alpha 2.0, alpha in [0.1, 0.3], stee
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 
 import jax
@@ -50,13 +54,15 @@ from absl import app, flags
 from bittensor_jax.chain import kernels as K
 from bittensor_jax.studies import output
 
+COMMIT_REVEAL = importlib.util.find_spec("bittensor_jax.chain.commit_reveal") is not None
 VARIANTS = ("classic", "yuma3", "yuma3_liquid")
 REVEAL_PERIODS = (0, 1, 2, 3)
 ROW_KEYS = ("variant", "reveal_period_epochs", "copier_dividend_ratio")
 
 
-def hyper_for(variant: str, n_validators: int):
-  """The chain hyperparameters of a variant (kappa 0.5, beta 1, tempo 1)."""
+def hyper_for(variant: str, n_validators: int, reveal_period: int = 0):
+  """The chain hyperparameters of a variant (kappa 0.5, beta 1, tempo 1), with commit-reveal on
+  for a reveal period >= 1 when the chain has it."""
   from bittensor_jax.chain import ledger  # pylint: disable=import-outside-toplevel
   if variant not in VARIANTS:
     raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
@@ -64,7 +70,13 @@ def hyper_for(variant: str, n_validators: int):
       tempo=1, kappa=32767, bonds_penalty=65535, bonds_moving_average=900000,
       yuma3_enabled=variant != "classic", liquid_alpha_enabled=variant == "yuma3_liquid",
       alpha_low=6553, alpha_high=19660, alpha_sigmoid_steepness=1000,
-      max_allowed_validators=n_validators)
+      max_allowed_validators=n_validators, **_commit_reveal_hyper(reveal_period))
+
+
+def _commit_reveal_hyper(reveal_period: int) -> dict:
+  if not (COMMIT_REVEAL and reveal_period > 0):
+    return {}
+  return {"commit_reveal_weights_enabled": True, "reveal_period_epochs": int(reveal_period)}
 
 
 def honest_weights(key, n_honest: int, n_servers: int, epochs: int, noise: float,
@@ -95,21 +107,22 @@ def copied_weights(stake_h_V, H_ExVxK, kappa=0.5):
   return K.row_normalize(med(H_ExVxK))
 
 
-def _apply_weights(sub, n_validators, rows_VxK):
-  """Every validator sets its row through the chain's `set_weights_rows` (see the docstring)."""
+def _apply_weights(sub, n_validators, rows_VxK, commit: bool = False):
+  """Every validator sets (or commits) its row through the chain's extrinsic."""
   from bittensor_jax import chain  # pylint: disable=import-outside-toplevel
   N = sub.in_use_N.shape[-1]
   V = n_validators
   W_VxN = jnp.zeros((V, N), rows_VxK.dtype).at[:, V:].set(rows_VxK)
   values = jnp.zeros((N, N), jnp.int32).at[:V].set(K.max_upscale_u16(W_VxN))
   present = jnp.zeros((N, N), bool).at[:V].set(W_VxN > 0)
-  sub, _ = chain.set_weights_rows(sub, jnp.arange(N) < V, values, present)
+  extrinsic = chain.commit_weights_rows if commit else chain.set_weights_rows
+  sub, _ = extrinsic(sub, jnp.arange(N) < V, values, present)
   return sub
 
 
-@functools.partial(jax.jit, static_argnames=("n_honest", "n_servers", "epochs"))
+@functools.partial(jax.jit, static_argnames=("n_honest", "n_servers", "epochs", "use_cr"))
 def simulate(key, subnet, reveal_period, copier_stake, noise, switch_prob, *, n_honest: int,
-             n_servers: int, epochs: int):
+             n_servers: int, epochs: int, use_cr: bool = False):
   """One draw: dividends per epoch of the honest validators and of the copier (the last one).
 
   Returns:
@@ -135,12 +148,21 @@ def simulate(key, subnet, reveal_period, copier_stake, noise, switch_prob, *, n_
     sub, out = yuma.epoch(sub, jnp.asarray(10**9, jnp.int64))
     return sub, out.dividends_N[:V]
 
-  _, D = jax.lax.scan(body, subnet, e_E)
+  def body_cr(sub, e):
+    from bittensor_jax.chain import commit_reveal  # pylint: disable=import-outside-toplevel
+    sub = commit_reveal.reveal_due(sub.replace(block=sub.block + 1))
+    seen = K.row_normalize(sub.weights_NxN[:n_honest, V:].astype(H.dtype))  # revealed rows
+    copy = copied_weights(stake_h, seen[None])[0]
+    sub = _apply_weights(sub, V, jnp.concatenate([H[e], copy[None, :]], axis=0), commit=True)
+    sub, out = yuma.epoch(sub, jnp.asarray(10**9, jnp.int64))
+    return sub, out.dividends_N[:V]
+
+  _, D = jax.lax.scan(body_cr if use_cr else body, subnet, e_E)
   return D, stake_V
 
 
 def run(*, variants_=VARIANTS, reveal_periods=REVEAL_PERIODS, draws: int = 32,
-        n_honest: int = 8, n_servers: int = 16, epochs: int = 40, warmup: int = 10,
+        n_honest: int = 8, n_servers: int = 16, epochs: int = 60, warmup: int = 30,
         copier_stake: float = 0.1, noise: float = 0.1, switch_prob: float = 0.1, seed: int = 0,
         progress: bool = False) -> list[dict]:
   """The copier's dividend ratio for every variant and reveal period (same draws throughout).
@@ -166,10 +188,10 @@ def run(*, variants_=VARIANTS, reveal_periods=REVEAL_PERIODS, draws: int = 32,
                               disable=not progress):
     sub = ledger.subnet_from_neurons(
         np.zeros(n), registered_at=np.ones(n, np.int64), last_update=np.ones(n, np.int64),
-        validator_permit=np.arange(n) < V, hyper=hyper_for(variant, V), block=1)
+        validator_permit=np.arange(n) < V, hyper=hyper_for(variant, V, R), block=1)
     D, S = jax.vmap(lambda k: simulate(k, sub, R, copier_stake, noise, switch_prob,
-                                       n_honest=n_honest, n_servers=n_servers,
-                                       epochs=epochs))(keys)
+                                       n_honest=n_honest, n_servers=n_servers, epochs=epochs,
+                                       use_cr=COMMIT_REVEAL and R > 0))(keys)
     D = np.asarray(D)[:, warmup:].sum(1)       # [draws, V]
     S = np.asarray(S)
     per_stake = D / S
@@ -177,7 +199,9 @@ def run(*, variants_=VARIANTS, reveal_periods=REVEAL_PERIODS, draws: int = 32,
     ratio = per_stake[:, -1] / honest
     rows.append({"variant": variant, "reveal_period_epochs": int(R),
                  "copier_dividend_ratio": float(ratio.mean()),
-                 "ratio_std": float(ratio.std()), "draws": draws})
+                 "ratio_std": float(ratio.std()), "draws": draws,
+                 "commit_reveal": "chain" if COMMIT_REVEAL and R > 0 else
+                                  ("off" if R == 0 else "reveal-point set_weights")})
   return rows
 
 
@@ -189,8 +213,9 @@ def define_flags() -> None:
   flags.DEFINE_list("reveal_periods", [str(r) for r in REVEAL_PERIODS],
                     "reveal periods in epochs (0 = commit-reveal off)")
   flags.DEFINE_integer("draws", 32, "random networks, vmapped")
-  flags.DEFINE_integer("epochs", 40, "epochs per draw")
-  flags.DEFINE_integer("warmup", 10, "epochs left out of the measure")
+  flags.DEFINE_integer("epochs", 60, "epochs per draw")
+  flags.DEFINE_integer("warmup", 30, "epochs left out of the measure (bond memory of the "
+                       "start-up)")
   flags.DEFINE_float("copier_stake", 0.1, "the copier's stake share")
   flags.DEFINE_float("switch_prob", 0.1, "per-epoch probability that a server's quality jumps")
   flags.DEFINE_float("noise", 0.1, "honest validators' relative noise on the quality")
