@@ -125,7 +125,7 @@ def test_issuance_never_exceeds_the_cap():
 
 @pytest.mark.parametrize("field,value,match", [
     ("stake", [1.0, float("nan"), 1.0], "stake: contains NaN"),
-    ("stake", [1.0, -2.0, 1.0], "stake: contains negative"),
+    ("stake", [1.0, -2.0, 1.0], "stake: .*negative"),
     ("stake", [[1.0, 2.0, 3.0]], "stake: expected shape"),
     ("last_update", [1, 2], "last_update: expected shape"),
     ("validator_permit", [2, 0, 1], "validator_permit"),
@@ -149,7 +149,7 @@ def test_check_subnet_catches_bad_state():
   ledger.check_subnet(sub)
 
 
-@pytest.mark.parametrize("kw,match", [({"kappa": 70000}, "kappa"), ({"tempo": 0}, "tempo"),
+@pytest.mark.parametrize("kw,match", [({"kappa": 70000}, "kappa"), ({"tempo": 65536}, "tempo"),
                                       ({"kappa": 1.5}, "kappa"), ({"nope": 1}, "nope"),
                                       ({"alpha_low": 60000, "alpha_high": 100}, "alpha_low"),
                                       ({"stake_threshold": float("nan")}, "stake_threshold")])
@@ -171,3 +171,76 @@ def test_add_stake_and_reset_bonds():
   assert reason is None and not sub.has_bond_NxN[:, 2].any() and sub.has_bond_NxN[:, 1].all()
   _, reason = chain.reset_bonds(subnet(), 2)
   assert "bonds_reset_enabled" in reason
+
+
+def test_single_self_weight_is_exempt_from_max_weights_limit():
+  """`max_weight_limited` exempts a single self-weight, as the permit and length checks do."""
+  before = subnet(cap=8, max_weights_limit=0)
+  after, reason = chain.set_weights(before, 4, [4], [65535])  # uid 4 has no permit either
+  assert reason is None
+  assert bool(after.has_weight_NxN[4, 4]) and int(after.weights_NxN[4, 4]) == 65535
+  # the same single weight on another uid is limited (its normalized value 1 > 0)
+  _, reason = chain.set_weights(before, 0, [3], [65535])
+  assert "exceeds max_weights_limit" in reason
+  # a self-weight with another entry is not exempt
+  _, reason = chain.set_weights(before, 0, [0, 3], [1, 1])
+  assert "exceeds max_weights_limit" in reason
+
+
+def test_empty_set_weights_clears_the_row():
+  before, _ = chain.set_weights(subnet(), 0, [3, 4], [1, 2])
+  before = before.replace(block=jnp.asarray(9, jnp.int64))
+  assert before.has_weight_NxN[0].any()
+  after, reason = chain.set_weights(before, 0, [], [])
+  assert reason is None
+  assert not after.has_weight_NxN[0].any() and not after.weights_NxN[0].any()
+  assert int(after.last_update_N[0]) == 9
+  np.testing.assert_array_equal(after.weights_NxN[1:], before.weights_NxN[1:])
+  # an empty call is too short when min_allowed_weights > 0 (effective min(n, value))
+  strict = before.replace(hyper=before.hyper.replace(min_allowed_weights=jnp.asarray(1)))
+  kept, reason = chain.set_weights(strict, 0, np.array([]), np.array([]))
+  assert "fewer weights" in reason
+  jax.tree.map(np.testing.assert_array_equal, kept, strict)
+
+
+def test_no_uid_to_prune_when_non_immune_are_few_and_none_immune():
+  """SPEC 5.2 item 4: non-immune <= min_non_immune_uids and no immune uid: NoNeuronIdAvailable."""
+  sub = subnet(4, cap=4, immunity_period=0, min_non_immune_uids=4)  # nobody immune
+  sub = sub.replace(emission_N=jnp.asarray([3, 1, 2, 4], jnp.int64), block=jnp.asarray(20))
+  assert int(registration.neuron_to_prune(sub)) == -1
+  after, uid, replaced = registration.register(sub, 5.0)
+  assert int(uid) == -1 and not bool(replaced)
+  jax.tree.map(np.testing.assert_array_equal, after, sub)
+  # one more non-immune uid than the floor: the lowest emission goes
+  sub = sub.replace(hyper=sub.hyper.replace(min_non_immune_uids=jnp.asarray(3)))
+  assert int(registration.neuron_to_prune(sub)) == 1
+
+
+@pytest.mark.parametrize("stake,match", [
+    (float("nan"), "stake"), (float("inf"), "stake"), (-1.0, "stake"), (2.0**64 * 2, "stake"),
+    ("x", "stake")])
+def test_register_refuses_a_stake_the_chain_cannot_hold(stake, match):
+  with pytest.raises(ValueError, match=match):
+    registration.register(subnet(3, cap=4), stake)
+
+
+def test_add_stake_refuses_a_stake_above_u64():
+  sub = subnet(3)
+  with pytest.raises(ValueError, match="amount"):
+    chain.add_stake(sub, 0, 2.0**64 * 2)
+  with pytest.raises(ValueError, match="after adding"):
+    chain.add_stake(sub.replace(stake_N=sub.stake_N.at[0].set(1.8e19)), 0, 1e18)
+  with pytest.raises(ValueError, match="amount"):
+    chain.add_stake(sub, 0, float("nan"))
+
+
+def test_rate_limit_passes_a_uid_that_never_set_weights():
+  """`check_rate_limit`: last_update 0 (the storage default) is "never set" and passes."""
+  sub = ledger.subnet_from_neurons([1.0, 1.0], [0, 0], [0, 3], [True, True], block=5,
+                                   hyper=ledger.Hyper.create(weights_set_rate_limit=100))
+  sub, reason = chain.set_weights(sub, 0, [1], [1])
+  assert reason is None and int(sub.last_update_N[0]) == 5
+  _, reason = chain.set_weights(sub, 1, [0], [1])  # last update at block 3: 2 < 100 blocks ago
+  assert "rate_limit" in reason
+  _, reason = chain.set_weights(sub, 0, [1], [2])  # now it has set weights: limited too
+  assert "rate_limit" in reason

@@ -18,6 +18,7 @@ import numpy as np
 from bittensor_jax.chain import emission as emission_lib
 from bittensor_jax.chain import kernels as K
 from bittensor_jax.chain import yuma
+from bittensor_jax.chain import ledger
 from bittensor_jax.chain.ledger import Subnet
 
 
@@ -71,13 +72,16 @@ def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
   checks = [  # in the chain's order; the first failing one is reported
       (Rejection.NOT_REGISTERED, ~subnet.in_use_N),
       (Rejection.STAKE_BELOW_THRESHOLD, jnp.floor(subnet.stake_N) < h.stake_threshold),
+      # `check_rate_limit`: last_update 0 is the storage default ("never set weights") and passes
       (Rejection.RATE_LIMITED,
-       (h.weights_set_rate_limit > 0) & (b - subnet.last_update_N < h.weights_set_rate_limit)),
+       (h.weights_set_rate_limit > 0) & (subnet.last_update_N != 0)
+       & (b - subnet.last_update_N < h.weights_set_rate_limit)),
       (Rejection.NO_VALIDATOR_PERMIT, ~(subnet.permit_N | self_only_N | owner_N)),
       (Rejection.UID_NOT_REGISTERED, (present & ~subnet.in_use_N[None, :]).any(1)),
       (Rejection.TOO_FEW_WEIGHTS, ~self_only_N & (count_N < min_len)),
+      # `max_weight_limited`: a single self-weight is exempt, as from the permit and length checks
       (Rejection.MAX_WEIGHT_EXCEEDED,
-       ~K.check_max_limited(values_NxN, h.max_weights_limit, present)),
+       ~self_only_N & ~K.check_max_limited(values_NxN, h.max_weights_limit, present)),
   ]
   code_N = jnp.zeros((N,), jnp.int32)
   for code, bad_N in reversed(checks):
@@ -92,29 +96,51 @@ def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
   return new, code_N
 
 
+def _u16_vector(name: str, x) -> np.ndarray:
+  """A 1-D host vector of u16 integers (the chain's Vec<u16>), else ValueError naming `name`."""
+  try:
+    arr = np.asarray(x)
+  except (ValueError, TypeError, OverflowError) as e:
+    raise ValueError(f"set_weights {name}: expected a list of u16 integers ({e})") from e
+  if arr.ndim != 1:
+    raise ValueError(f"set_weights {name}: expected a 1-D list, got shape {arr.shape}")
+  if arr.size == 0:  # an empty call is valid (min_allowed_weights 0 allows it): no entries
+    return np.zeros((0,), np.int64)
+  if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+    raise ValueError(f"set_weights {name}: expected u16 integers in [0, 65535], got dtype "
+                     f"{arr.dtype}")
+  if not (np.isfinite(arr).all() and (arr >= 0).all() and (arr <= K.U16_MAX).all()
+          and (arr == np.floor(arr)).all()):
+    raise ValueError(f"set_weights {name}: expected u16 integers in [0, 65535]")
+  return arr.astype(np.int64)
+
+
 def set_weights(subnet: Subnet, uid: int, uids, values) -> tuple[Subnet, str | None]:
   """One `set_weights` extrinsic at the current block: (new subnet, None) or (unchanged, reason).
 
-  Malformed arguments (wrong lengths, values outside u16, negative or non-integer uids) raise a
-  ValueError naming the argument; calls the chain would reject return its reason instead.
+  `uids` and `values` are the chain's Vec<u16> arguments; an empty call (both empty) is valid
+  when `min_allowed_weights` is 0 and clears the caller's row (no entries present), setting
+  `last_update` (SPEC.md section 4.2).
+
+  Raises:
+    ValueError naming the argument when it is malformed (lists of different lengths, entries
+    that are not u16 integers, a caller outside the uid range); calls the chain would reject
+    return its reason instead, with the subnet unchanged.
   """
   N = subnet.in_use_N.shape[-1]
-  uids_a, values_a = np.asarray(uids), np.asarray(values)
-  if uids_a.ndim != 1 or values_a.ndim != 1 or uids_a.shape != values_a.shape:
-    raise ValueError(f"set_weights: uids and values must be 1-D of the same length, got shapes "
-                     f"{uids_a.shape} and {values_a.shape}")
-  if uids_a.size and (not np.issubdtype(uids_a.dtype, np.integer)):
-    raise ValueError(f"set_weights uids: expected integers, got dtype {uids_a.dtype}")
-  if values_a.size and (not np.isfinite(values_a.astype(float)).all()
-                        or (values_a < 0).any() or (values_a > K.U16_MAX).any()
-                        or (values_a != np.floor(values_a)).any()):
-    raise ValueError("set_weights values: expected u16 integers in [0, 65535]")
+  if isinstance(uid, bool) or not isinstance(uid, (int, np.integer)):
+    raise ValueError(f"set_weights uid: expected an integer, got {uid!r:.60}")
   if not 0 <= int(uid) < N:
     raise ValueError(f"set_weights uid: {uid} is outside the subnet's uid range [0, {N})")
-  if (uids_a < 0).any() or (uids_a >= N).any():
+  uids_a, values_a = _u16_vector("uids", uids), _u16_vector("values", values)
+  if uids_a.shape != values_a.shape:
+    raise ValueError(f"set_weights: uids and values must have the same length, got "
+                     f"{uids_a.size} and {values_a.size}")
+  if (uids_a >= N).any():
     return subnet, REASONS[Rejection.UID_NOT_REGISTERED]
   if len(set(uids_a.tolist())) != len(uids_a):
     return subnet, REASONS[Rejection.DUPLICATE_UIDS]
+  uid = int(uid)
   row = np.zeros((N, N), np.int32)
   pres = np.zeros((N, N), bool)
   row[uid, uids_a] = values_a.astype(np.int32)
@@ -128,21 +154,35 @@ def set_weights(subnet: Subnet, uid: int, uids, values) -> tuple[Subnet, str | N
 
 
 def add_stake(subnet: Subnet, uid: int, amount) -> Subnet:
-  """Raises uid's stake by `amount` (nonnegative, finite), as an `add_stake` extrinsic does."""
+  """Raises uid's stake by `amount`, as an `add_stake` extrinsic does.
+
+  Raises:
+    ValueError naming the argument: `uid` not registered, `amount` not a finite number in
+    [0, ledger.MAX_STAKE], or a stake after adding above MAX_STAKE (the chain holds u64 rao).
+  """
   N = subnet.in_use_N.shape[-1]
-  if not 0 <= int(uid) < N or not bool(subnet.in_use_N[int(uid)]):
-    raise ValueError(f"add_stake uid: {uid} is not a registered uid")
-  amt = float(amount)
-  if not np.isfinite(amt) or amt < 0:
-    raise ValueError(f"add_stake amount: expected a finite nonnegative number, got {amount!r}")
+  if isinstance(uid, bool) or not isinstance(uid, (int, np.integer)) or not 0 <= int(uid) < N \
+      or not bool(subnet.in_use_N[int(uid)]):
+    raise ValueError(f"add_stake uid: {uid!r:.60} is not a registered uid")
+  try:
+    amt = float(amount)
+  except (TypeError, ValueError, OverflowError) as e:
+    raise ValueError(f"add_stake amount: expected a number, got {amount!r:.60}") from e
+  if isinstance(amount, bool) or not np.isfinite(amt) or not 0 <= amt <= ledger.MAX_STAKE:
+    raise ValueError(f"add_stake amount: expected a finite number in [0, {ledger.U64_MAX}], "
+                     f"got {amount!r:.60}")
+  after = float(subnet.stake_N[int(uid)]) + amt
+  if after > ledger.MAX_STAKE:
+    raise ValueError(f"add_stake amount: the stake after adding ({after:.6g}) exceeds the u64 "
+                     f"maximum {ledger.U64_MAX}")
   return subnet.replace(stake_N=subnet.stake_N.at[int(uid)].add(amt))
 
 
 def reset_bonds(subnet: Subnet, uid: int) -> tuple[Subnet, str | None]:
   """Removes bond column `uid` from every row (needs `bonds_reset_enabled`)."""
   N = subnet.in_use_N.shape[-1]
-  if not 0 <= int(uid) < N:
-    raise ValueError(f"reset_bonds uid: {uid} is outside [0, {N})")
+  if isinstance(uid, bool) or not isinstance(uid, (int, np.integer)) or not 0 <= int(uid) < N:
+    raise ValueError(f"reset_bonds uid: {uid!r:.60} is outside [0, {N})")
   if not bool(subnet.hyper.bonds_reset_enabled):
     return subnet, "bonds_reset_enabled is false"
   col = jnp.arange(N)[None, :] == int(uid)

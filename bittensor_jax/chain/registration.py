@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from bittensor_jax.chain import ledger
 from bittensor_jax.chain.ledger import Subnet
 
 NO_UID = -1
@@ -20,7 +22,9 @@ def neuron_to_prune(subnet: Subnet) -> jax.Array:
 
   The owner uid is immortal. Among the others, minimize (Emission, registration block, uid),
   separately over immune (b - r < ImmunityPeriod) and non-immune uids; prune the best non-immune
-  one only while more than MinNonImmuneUids non-immune uids exist, else the best immune one.
+  one only while more than MinNonImmuneUids non-immune uids exist, else the best immune one. When
+  there is no immune candidate either, no uid can be replaced (-1: the chain's
+  NoNeuronIdAvailable); the non-immune uids are not a fallback.
   """
   h = subnet.hyper
   N = subnet.in_use_N.shape[-1]
@@ -35,8 +39,7 @@ def neuron_to_prune(subnet: Subnet) -> jax.Array:
   non_immune_N = cand_N & ~immune_N
   best_non_immune = best(non_immune_N)
   best_immune = best(cand_N & immune_N)
-  use_non_immune = (non_immune_N.sum() > h.min_non_immune_uids) | (best_immune == NO_UID)
-  return jnp.where(use_non_immune, best_non_immune, best_immune)
+  return jnp.where(non_immune_N.sum() > h.min_non_immune_uids, best_non_immune, best_immune)
 
 
 def clear_uid(subnet: Subnet, uid: jax.Array, stake: jax.Array) -> Subnet:
@@ -65,14 +68,34 @@ def clear_uid(subnet: Subnet, uid: jax.Array, stake: jax.Array) -> Subnet:
       emission_N=zero(subnet.emission_N))
 
 
-@jax.jit
-def register(subnet: Subnet, stake: jax.Array) -> tuple[Subnet, jax.Array, jax.Array]:
+def register(subnet: Subnet, stake) -> tuple[Subnet, jax.Array, jax.Array]:
   """Registers a new neuron with `stake` at the current block (SPEC.md section 5.1).
+
+  Args:
+    subnet: the ledger.
+    stake: the newcomer's stake weight: finite, in [0, ledger.MAX_STAKE] (checked on the host
+      when it is a concrete value; under an outer jit it is the caller's duty).
 
   Returns:
     (subnet, uid, replaced): the uid taken (-1 and the subnet unchanged when none is available:
     the chain's NoNeuronIdAvailable) and whether it replaced a registered neuron.
+
+  Raises:
+    ValueError naming `stake` when a concrete stake is NaN, infinite, negative or above u64 max.
   """
+  if not isinstance(stake, jax.core.Tracer):
+    try:
+      s = float(np.asarray(stake))
+    except (TypeError, ValueError, OverflowError) as e:
+      raise ValueError(f"register stake: expected a number, got {stake!r:.60}") from e
+    if not (np.isfinite(s) and 0 <= s <= ledger.MAX_STAKE):
+      raise ValueError(f"register stake: expected a finite number in [0, {ledger.U64_MAX}], "
+                       f"got {stake!r:.60}")
+  return _register(subnet, stake)
+
+
+@jax.jit
+def _register(subnet: Subnet, stake: jax.Array) -> tuple[Subnet, jax.Array, jax.Array]:
   N = subnet.in_use_N.shape[-1]
   n = subnet.in_use_N.sum()
   uid = jnp.where(n < N, n, neuron_to_prune(subnet))
