@@ -1,4 +1,4 @@
-r"""Replays scenario files (scenarios/FORMAT.md) on the simulator's own chain functions.
+r"""Replays scenario files (docs/scenario_format.md) on the simulator's own chain functions.
 
   python -m bittensor_jax.replay FILE [FILE ...]            # one JSON line per epoch
   python -m bittensor_jax.replay --check FILE [FILE ...]    # also compare with `expect`
@@ -38,26 +38,22 @@ DEFAULT_TOLERANCE = {**{k: 1e-6 for k in PROPORTION_KEYS}, **{k: 2 for k in AMOU
                      "bonds": 1}
 TOP_KEYS = ("name", "source", "hyperparameters", "neurons", "events")
 NEURON_KEYS = ("hotkey", "stake", "registered_at", "last_update", "validator_permit")
-# Event kind -> the keys its body may have. `commit_weights` is accepted (commit-reveal is
-# implemented on another branch); its body is checked by the build that plays it.
+# Event kind -> the keys its body may have.
 EVENT_KEYS = {
     "set_weights": ("uid", "uids", "values"),
     "register": ("hotkey", "stake"),
     "add_stake": ("uid", "amount"),
     "reset_bonds": ("uid",),
     "epoch": ("emission", "expect", "tolerance"),
-    "commit_weights": None,
+    "commit_weights": ("uid", "uids", "values"),
 }
 EVENT_KINDS = tuple(EVENT_KEYS)
 # Largest subnet a scenario may declare: the ledger is dense (N x N), so this bounds memory;
 # the chain's own MaxAllowedUids is a u16.
 MAX_UIDS = 4096
-# Hyperparameters of scenarios/FORMAT.md that are not `ledger.Hyper` fields: name -> check.
-_U64_MAX = 2**64 - 1
+# Hyperparameters of docs/scenario_format.md that are not `ledger.Hyper` fields: name -> check.
 _EXTRA_HYPER = {
     "max_allowed_uids": None,  # the capacity, checked against the neurons below
-    "commit_reveal_weights_enabled": lambda v: isinstance(v, bool),               # bool
-    "reveal_period_epochs": lambda v: _is_int(v) and 0 <= v <= _U64_MAX,          # u64
 }
 _UID_KEY = re.compile(r"[0-9]{1,5}")
 
@@ -163,7 +159,7 @@ def _check_expect(expect: Any, where: str, cap: int) -> None:
 
 
 def validate(doc: Any) -> dict:
-  """Checks a parsed scenario against FORMAT.md, before anything is computed.
+  """Checks a parsed scenario against docs/scenario_format.md, before anything is computed.
 
   Every numeric field must be a value the chain (and the int64 ledger) can hold: stakes and
   amounts finite and in [0, 2^64 - 1], blocks integers in [0, ledger.MAX_BLOCK], the epoch
@@ -215,9 +211,8 @@ def validate(doc: Any) -> dict:
     kind, body = kinds[0], ev[kinds[0]]
     w = f"{w}.{kind}"
     _need(isinstance(body, dict), w, "must be an object")
-    if EVENT_KEYS[kind] is not None:
-      _known_keys(body, EVENT_KEYS[kind], w)
-    if kind == "set_weights":
+    _known_keys(body, EVENT_KEYS[kind], w)
+    if kind in ("set_weights", "commit_weights"):
       for key in ("uid", "uids", "values"):
         _need(key in body, f"{w}.{key}", "missing")
       _check_int(body["uid"], f"{w}.uid", 0, cap - 1, "a uid")
@@ -280,7 +275,7 @@ def _outputs(out, n: int) -> dict:
 
 
 def run(doc: dict, *, warn=None) -> Iterator[dict]:
-  """Plays a validated scenario; yields one output dict per epoch event (FORMAT.md keys).
+  """Plays a validated scenario; yields one output dict per epoch (docs/scenario_format.md keys).
 
   Each yielded dict also carries `_expect`, `_tolerance` and `_event` for `check`. Calls the
   chain rejects (set_weights checks, a registration with no uid to replace) go to `warn`.
@@ -290,17 +285,13 @@ def run(doc: dict, *, warn=None) -> Iterator[dict]:
     a stake that would exceed u64 max).
   """
   from bittensor_jax import chain  # pylint: disable=import-outside-toplevel
-  from bittensor_jax.chain import ledger, registration, yuma  # after x64 is set
+  from bittensor_jax.chain import commit_reveal, ledger, registration, yuma  # after x64 is set
   hyper_in = doc.get("hyperparameters", {})
   try:
     hyper = ledger.Hyper.create(**{k: v for k, v in hyper_in.items() if k in ledger.HYPER_SPEC})
   except ledger.HyperError as e:
     raise ScenarioError(f"hyperparameters.{e.name}: {e.reason}") from e
   warn = warn or (lambda msg: print(msg, file=sys.stderr))
-  if hyper_in.get("commit_reveal_weights_enabled") and (
-      "commit_reveal_weights_enabled" not in ledger.HYPER_SPEC):
-    warn(f"{doc['name']}: commit_reveal_weights_enabled is not supported by this build; the "
-         "weights are applied at set_weights")
   neurons = doc["neurons"]
   cap = hyper_in.get("max_allowed_uids", len(neurons))
   try:
@@ -317,13 +308,14 @@ def run(doc: dict, *, warn=None) -> Iterator[dict]:
     kind = next(x for x in ev if x != "block")
     body = ev[kind]
     w = f"events[{k}].{kind}"
-    if kind == "set_weights":
+    if kind in ("set_weights", "commit_weights"):
+      fn = chain.set_weights if kind == "set_weights" else chain.commit_weights
       try:
-        sub, reason = chain.set_weights(sub, body["uid"], body["uids"], body["values"])
+        sub, reason = fn(sub, body["uid"], body["uids"], body["values"])
       except ValueError as e:
         raise ScenarioError(f"{w}: {e}") from e
       if reason:
-        warn(f"{doc['name']}: events[{k}] set_weights by uid {body['uid']} rejected: {reason}")
+        warn(f"{doc['name']}: events[{k}] {kind} by uid {body['uid']} rejected: {reason}")
     elif kind == "register":
       sub, uid, _ = registration.register(sub, np.float64(body.get("stake", 0)))
       uid = int(uid)
@@ -346,14 +338,13 @@ def run(doc: dict, *, warn=None) -> Iterator[dict]:
       if reason:
         warn(f"{doc['name']}: events[{k}] reset_bonds rejected: {reason}")
     elif kind == "epoch":
+      sub = commit_reveal.reveal_due(sub)  # due commits become weights first (commit-reveal)
       sub, out = yuma.epoch(sub, np.int64(body["emission"]))
       res = {"scenario": doc["name"], "block": block, **_outputs(out, int(sub.n))}
       res["_expect"] = body.get("expect", {})
       res["_tolerance"] = body.get("tolerance", {})
       res["_event"] = k
       yield res
-    else:
-      warn(f"{doc['name']}: events[{k}] {kind} is not supported by this build; skipped")
 
 
 def max_errors(res: dict) -> dict[str, float]:

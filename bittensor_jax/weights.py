@@ -1,4 +1,4 @@
-"""SDK-side weight processing before `set_weights` (SPEC.md §4.2).
+"""SDK-side weight processing before `set_weights` (docs/chain.md §4.2).
 
 Mirrors `bittensor.utils.weight_utils` of the SDK: `normalize_max_weight`, the value part of
 `convert_weights_and_uids_for_emit`, and `process_weights`. The array functions are jittable and
@@ -75,7 +75,7 @@ def _normalize_max_weight_masked(x_N: jax.Array, present_N: jax.Array, limit: An
 
 
 def normalize_max_weight(x: Any, limit: Any = 0.1) -> jax.Array:
-  """Weights summing to 1 with no entry above `limit` (SPEC.md §4.2.2).
+  """Weights summing to 1 with no entry above `limit` (docs/chain.md §4.2 item 2).
 
   Exactly the SDK algorithm: uniform when the sum is 0 or `len * limit <= 1`; `x / sum(x)` when
   that already satisfies the limit; otherwise clip at a cutoff found from the sorted cumulative
@@ -100,7 +100,7 @@ def normalize_max_weight(x: Any, limit: Any = 0.1) -> jax.Array:
 
 
 def to_u16(x: Any) -> tuple[jax.Array, jax.Array]:
-  """Value part of SDK `convert_weights_and_uids_for_emit` (SPEC.md §4.2.3).
+  """Value part of SDK `convert_weights_and_uids_for_emit` (docs/chain.md §4.2 item 3).
 
   Max-upscale `w / max(w)`, `round(. * 65535)` (half to even, like Python `round`), and drop the
   entries that became 0, so explicit zeros are never sent. All entries are absent when the sum is 0.
@@ -126,7 +126,7 @@ def _to_u16(x_N: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def process_weights_dense(weights_N: jax.Array, min_allowed_weights: Any,
                           max_weight_limit: Any) -> jax.Array:
-  """Dense, jittable `process_weights` over uids 0..N-1 with exclude_quantile 0 (SPEC.md §4.2.1).
+  """Dense, jittable `process_weights` over uids 0..N-1, exclude_quantile 0 (chain.md §4.2 item 1).
 
   Args:
     weights_N: nonnegative raw weights, one per uid of the subnet (N = subnet size `n`).
@@ -151,7 +151,7 @@ def process_weights_dense(weights_N: jax.Array, min_allowed_weights: Any,
 def process_weights(uids: Any, weights: Any, n: int, min_allowed_weights: int,
                     max_weight_limit: float,
                     exclude_quantile: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """SDK `process_weights` (SPEC.md §4.2.1), array level, on numpy.
+  """SDK `process_weights` (docs/chain.md §4.2 item 1), array level, on numpy.
 
   - keep the nonzero weights;
   - none left, or `n < min_allowed_weights`: uniform 1/n over all uids 0..n-1;

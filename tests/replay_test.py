@@ -176,7 +176,7 @@ U64 = 2**64 - 1
     (lambda d: d["hyperparameters"].update(max_allowed_uids=1), "max_allowed_uids"),
     (lambda d: d["hyperparameters"].update(reveal_period_epochs=-1),
      "hyperparameters.reveal_period_epochs"),
-    (lambda d: d["hyperparameters"].update(commit_reveal_weights_enabled=1),
+    (lambda d: d["hyperparameters"].update(commit_reveal_weights_enabled="yes"),
      "hyperparameters.commit_reveal_weights_enabled"),
     (lambda d: d["events"].append({"block": 0, "epoch": {"emission": 1}}), "blocks never go down"),
     (lambda d: d["events"].append({"block": 2**63, "epoch": {"emission": 1}}), "events[1].block"),

@@ -1,4 +1,4 @@
-"""TAO (and alpha) block emission: halving by total issuance (SPEC.md §3.1).
+"""TAO (and alpha) block emission: halving by total issuance (docs/chain.md §3.1).
 
 Chain side only. Every quantity is an integer number of rao and every function is integer exact:
 the halving era is found by comparing `21e15 - I` with `21e15 >> k`, never by a float log2.
@@ -49,7 +49,7 @@ def _issuance(total_issuance_rao: Any) -> tuple[Any, Any]:
 
 
 def halving_era(total_issuance_rao: Any) -> Any:
-  """Halving count k = floor(log2(1 / (1 - I / 21e15))), integer exact (SPEC.md §3.1).
+  """Halving count k = floor(log2(1 / (1 - I / 21e15))), integer exact (docs/chain.md §3.1).
 
   k is the largest k with `(21e15 - I) * 2^k <= 21e15`, i.e. `21e15 - I <= 21e15 >> k`.
 
@@ -74,7 +74,7 @@ def halving_era(total_issuance_rao: Any) -> Any:
 
 
 def block_emission(total_issuance_rao: Any) -> Any:
-  """Rao minted per block at issuance I: floor(1e9 / 2^k), 0 from 21e15 on (SPEC.md §3.1).
+  """Rao minted per block at issuance I: floor(1e9 / 2^k), 0 from 21e15 on (docs/chain.md §3.1).
 
   Mirrors subtensor `coinbase/block_emission.rs::get_block_emission_for_issuance`; the same
   function gives each subnet's alpha emission from its alpha issuance.
@@ -94,11 +94,11 @@ def block_emission(total_issuance_rao: Any) -> Any:
 
 
 def mint(total_issuance_rao: Any, pending_rao: Any) -> tuple[Any, Any, Any]:
-  """One block of minting, capped at `21e15 - I` like `coinbase/tao.rs::mint_tao` (SPEC.md §3.1).
+  """One block of minting, capped at `21e15 - I` as the chain's `mint_tao` (docs/chain.md §3.1).
 
   Args:
     total_issuance_rao: total issuance I in rao before the block.
-    pending_rao: pending (not yet paid out) emission in rao; accrues every block (SPEC.md §3.2).
+    pending_rao: pending (not yet paid out) emission in rao; accrues every block (chain.md §3.2).
 
   Returns:
     (new_issuance_rao, new_pending_rao, minted_rao).
@@ -113,7 +113,7 @@ def mint(total_issuance_rao: Any, pending_rao: Any) -> tuple[Any, Any, Any]:
 
 
 def supply_schedule(start_issuance_rao: int = 0) -> list[dict[str, Any]]:
-  """Exact era table from `start_issuance_rao` until emission stops (SPEC.md §3.1 table).
+  """Exact era table from `start_issuance_rao` until emission stops (docs/chain.md §3.1).
 
   Assumes issuance grows by exactly the block emission (no recycling). Era k ends at the first
   block whose issuance reaches `21e15 - (21e15 >> (k+1))`; the era's last block may overshoot
@@ -142,7 +142,7 @@ def supply_schedule(start_issuance_rao: int = 0) -> list[dict[str, Any]]:
 
 def supply_curve(start_issuance_rao: int = 0,
                  years: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Issuance (TAO) against years since `start_issuance_rao`, at era boundaries (SPEC.md §3.1).
+  """Issuance (TAO) against years since `start_issuance_rao`, at era ends (docs/chain.md §3.1).
 
   Issuance is linear inside an era, so linear interpolation between the points is exact up to the
   block granularity.
@@ -165,7 +165,7 @@ def supply_curve(start_issuance_rao: int = 0,
 
 
 def plot_supply_schedule(path: str, years: float = 40) -> str:
-  """Writes a PNG of TAO issuance and TAO per block against years since genesis (SPEC.md §3.1).
+  """Writes a PNG of TAO issuance and TAO per block against years (docs/chain.md §3.1).
 
   Args:
     path: output PNG path.

@@ -3,7 +3,7 @@
 All functions are pure over a `Subnet` ledger. The jittable forms work on dense rows (one row per
 uid); `set_weights` is the per-call API at the boundary, which validates its arguments and returns
 the chain's reason when a call is rejected (the state unchanged), as `internal_set_weights` does
-(SPEC.md section 4.2, step 4).
+(docs/chain.md §4.2 step 4).
 """
 # pylint: disable=invalid-name
 from __future__ import annotations
@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bittensor_jax.chain import commit_reveal
 from bittensor_jax.chain import emission as emission_lib
 from bittensor_jax.chain import kernels as K
 from bittensor_jax.chain import yuma
@@ -33,6 +34,9 @@ class Rejection(enum.IntEnum):
   TOO_FEW_WEIGHTS = 6
   MAX_WEIGHT_EXCEEDED = 7
   DUPLICATE_UIDS = 8
+  COMMIT_REVEAL_ENABLED = 9
+  COMMIT_REVEAL_DISABLED = 10
+  TOO_MANY_COMMITS = 11
 
 
 REASONS = {
@@ -45,20 +49,15 @@ REASONS = {
     Rejection.TOO_FEW_WEIGHTS: "fewer weights than min(n, min_allowed_weights)",
     Rejection.MAX_WEIGHT_EXCEEDED: "a normalized weight exceeds max_weights_limit",
     Rejection.DUPLICATE_UIDS: "duplicate uids",
+    Rejection.COMMIT_REVEAL_ENABLED: "commit-reveal is enabled; use commit_weights",
+    Rejection.COMMIT_REVEAL_DISABLED: "commit-reveal is disabled; use set_weights",
+    Rejection.TOO_MANY_COMMITS: "too many unrevealed commits",
 }
 
 
-@jax.jit
-def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
-                     present_NxN: jax.Array) -> tuple[Subnet, jax.Array]:
-  """Every uid with `setter_N` submits the row `values_NxN[i]` (u16, presence `present_NxN[i]`).
-
-  Accepted rows are stored max-upscaled (`vec_u16_max_upscale_to_u16`) with their presence
-  (explicit zeros stay present), and `last_update` becomes the current block (commit-reveal off).
-
-  Returns:
-    (subnet, code_N): the new ledger and a `Rejection` code per uid (0 where accepted or not set).
-  """
+def _check_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
+                present_NxN: jax.Array, *, commit: bool):
+  """(code_N, present_NxN, stored_NxN): the chain's checks of one weight row per setter."""
   h = subnet.hyper
   N = subnet.in_use_N.shape[-1]
   uid_N = jnp.arange(N)
@@ -69,7 +68,10 @@ def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
   self_only_N = (count_N == 1) & present[uid_N, uid_N]
   owner_N = uid_N == h.subnet_owner_uid
   min_len = jnp.minimum(n, h.min_allowed_weights)
+  cr_on_N = jnp.broadcast_to(h.commit_reveal_weights_enabled, (N,))
   checks = [  # in the chain's order; the first failing one is reported
+      (Rejection.COMMIT_REVEAL_DISABLED, ~cr_on_N) if commit else
+      (Rejection.COMMIT_REVEAL_ENABLED, cr_on_N),
       (Rejection.NOT_REGISTERED, ~subnet.in_use_N),
       (Rejection.STAKE_BELOW_THRESHOLD, jnp.floor(subnet.stake_N) < h.stake_threshold),
       # `check_rate_limit`: last_update 0 is the storage default ("never set weights") and passes
@@ -82,13 +84,30 @@ def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
       # `max_weight_limited`: a single self-weight is exempt, as from the permit and length checks
       (Rejection.MAX_WEIGHT_EXCEEDED,
        ~self_only_N & ~K.check_max_limited(values_NxN, h.max_weights_limit, present)),
-  ]
+  ] + ([(Rejection.TOO_MANY_COMMITS, commit_reveal.full_N(subnet))] if commit else [])
   code_N = jnp.zeros((N,), jnp.int32)
   for code, bad_N in reversed(checks):
     code_N = jnp.where(bad_N, int(code), code_N)
   code_N = jnp.where(setter_N, code_N, 0)
-  ok_N = setter_N & (code_N == 0)
   stored = K.max_upscale_u16(jnp.where(present, values_NxN, 0).astype(jnp.float64))
+  return code_N, present, stored
+
+
+@jax.jit
+def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
+                     present_NxN: jax.Array) -> tuple[Subnet, jax.Array]:
+  """Every uid with `setter_N` submits the row `values_NxN[i]` (u16, presence `present_NxN[i]`).
+
+  Accepted rows are stored max-upscaled (`vec_u16_max_upscale_to_u16`) with their presence
+  (explicit zeros stay present), and `last_update` becomes the current block. While commit-reveal
+  is enabled every call is rejected (`commit_weights_rows` instead).
+
+  Returns:
+    (subnet, code_N): the new ledger and a `Rejection` code per uid (0 where accepted or not set).
+  """
+  code_N, present, stored = _check_rows(subnet, setter_N, values_NxN, present_NxN, commit=False)
+  ok_N = setter_N & (code_N == 0)
+  b = subnet.block
   new = subnet.replace(
       weights_NxN=jnp.where(ok_N[:, None], stored, subnet.weights_NxN),
       has_weight_NxN=jnp.where(ok_N[:, None], present, subnet.has_weight_NxN),
@@ -96,23 +115,41 @@ def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
   return new, code_N
 
 
-def _u16_vector(name: str, x) -> np.ndarray:
+def _u16_vector(call: str, name: str, x) -> np.ndarray:
   """A 1-D host vector of u16 integers (the chain's Vec<u16>), else ValueError naming `name`."""
   try:
     arr = np.asarray(x)
   except (ValueError, TypeError, OverflowError) as e:
-    raise ValueError(f"set_weights {name}: expected a list of u16 integers ({e})") from e
+    raise ValueError(f"{call} {name}: expected a list of u16 integers ({e})") from e
   if arr.ndim != 1:
-    raise ValueError(f"set_weights {name}: expected a 1-D list, got shape {arr.shape}")
+    raise ValueError(f"{call} {name}: expected a 1-D list, got shape {arr.shape}")
   if arr.size == 0:  # an empty call is valid (min_allowed_weights 0 allows it): no entries
     return np.zeros((0,), np.int64)
   if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-    raise ValueError(f"set_weights {name}: expected u16 integers in [0, 65535], got dtype "
+    raise ValueError(f"{call} {name}: expected u16 integers in [0, 65535], got dtype "
                      f"{arr.dtype}")
   if not (np.isfinite(arr).all() and (arr >= 0).all() and (arr <= K.U16_MAX).all()
           and (arr == np.floor(arr)).all()):
-    raise ValueError(f"set_weights {name}: expected u16 integers in [0, 65535]")
+    raise ValueError(f"{call} {name}: expected u16 integers in [0, 65535]")
   return arr.astype(np.int64)
+
+
+@jax.jit
+def commit_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
+                        present_NxN: jax.Array) -> tuple[Subnet, jax.Array]:
+  """Every uid with `setter_N` commits the row `values_NxN[i]` (docs/chain.md §1.6 item 4).
+
+  Needs `commit_reveal_weights_enabled`. The set_weights checks apply, then a full FIFO
+  (`COMMIT_SLOTS` pending commits) rejects. An accepted row is appended to the uid's FIFO as it
+  would be stored (max-upscaled, explicit zeros present) and `last_update` becomes the current
+  block; `commit_reveal.reveal_due` stores it as weights `reveal_period_epochs` epochs later.
+
+  Returns:
+    (subnet, code_N): the new ledger and a `Rejection` code per uid (0 where accepted or not set).
+  """
+  code_N, present, stored = _check_rows(subnet, setter_N, values_NxN, present_NxN, commit=True)
+  ok_N = setter_N & (code_N == 0)
+  return commit_reveal.push(subnet, ok_N, stored, present), code_N
 
 
 def set_weights(subnet: Subnet, uid: int, uids, values) -> tuple[Subnet, str | None]:
@@ -120,22 +157,43 @@ def set_weights(subnet: Subnet, uid: int, uids, values) -> tuple[Subnet, str | N
 
   `uids` and `values` are the chain's Vec<u16> arguments; an empty call (both empty) is valid
   when `min_allowed_weights` is 0 and clears the caller's row (no entries present), setting
-  `last_update` (SPEC.md section 4.2).
+  `last_update` (docs/chain.md §4.2).
 
   Raises:
     ValueError naming the argument when it is malformed (lists of different lengths, entries
     that are not u16 integers, a caller outside the uid range); calls the chain would reject
-    return its reason instead, with the subnet unchanged.
+    return its reason instead, with the subnet unchanged (while commit-reveal is enabled:
+    "commit-reveal is enabled; use commit_weights").
   """
+  return _one_row("set_weights", set_weights_rows, subnet, uid, uids, values)
+
+
+def commit_weights(subnet: Subnet, uid: int, uids, values) -> tuple[Subnet, str | None]:
+  """One `commit_weights` extrinsic at the current block: (new subnet, None) or (unchanged, reason).
+
+  The row is revealed automatically before the first epoch at least `reveal_period_epochs`
+  epochs later (docs/chain.md §1.6 item 4). Arguments are checked as for `set_weights`; the chain's
+  rejections (commit-reveal disabled, the set_weights checks, "too many unrevealed commits") are
+  returned as reasons.
+  """
+  return _one_row("commit_weights", commit_weights_rows, subnet, uid, uids, values)
+
+
+def _one_row(name: str, rows_fn, subnet: Subnet, uid: int, uids, values):
+  """Validates one call's arguments on the host and runs `rows_fn` for that uid alone."""
   N = subnet.in_use_N.shape[-1]
   if isinstance(uid, bool) or not isinstance(uid, (int, np.integer)):
-    raise ValueError(f"set_weights uid: expected an integer, got {uid!r:.60}")
+    raise ValueError(f"{name} uid: expected an integer, got {uid!r:.60}")
   if not 0 <= int(uid) < N:
-    raise ValueError(f"set_weights uid: {uid} is outside the subnet's uid range [0, {N})")
-  uids_a, values_a = _u16_vector("uids", uids), _u16_vector("values", values)
+    raise ValueError(f"{name} uid: {uid} is outside the subnet's uid range [0, {N})")
+  uids_a, values_a = _u16_vector(name, "uids", uids), _u16_vector(name, "values", values)
   if uids_a.shape != values_a.shape:
-    raise ValueError(f"set_weights: uids and values must have the same length, got "
+    raise ValueError(f"{name}: uids and values must have the same length, got "
                      f"{uids_a.size} and {values_a.size}")
+  cr_on = bool(subnet.hyper.commit_reveal_weights_enabled)
+  if cr_on != (name == "commit_weights"):  # the chain checks this first
+    return subnet, REASONS[Rejection.COMMIT_REVEAL_ENABLED if cr_on else
+                           Rejection.COMMIT_REVEAL_DISABLED]
   if (uids_a >= N).any():
     return subnet, REASONS[Rejection.UID_NOT_REGISTERED]
   if len(set(uids_a.tolist())) != len(uids_a):
@@ -146,7 +204,7 @@ def set_weights(subnet: Subnet, uid: int, uids, values) -> tuple[Subnet, str | N
   row[uid, uids_a] = values_a.astype(np.int32)
   pres[uid, uids_a] = True
   setter = np.arange(N) == uid
-  new, code = set_weights_rows(subnet, jnp.asarray(setter), jnp.asarray(row), jnp.asarray(pres))
+  new, code = rows_fn(subnet, jnp.asarray(setter), jnp.asarray(row), jnp.asarray(pres))
   code = int(code[uid])
   if code:
     return subnet, REASONS[Rejection(code)]
@@ -204,7 +262,7 @@ def paid_total(out: yuma.EpochOut) -> jax.Array:
 def block_step(subnet: Subnet, *, variant: str = "current", dtype=None):
   """Advances one block: mint the block emission into pending, run the epoch when due, pay it.
 
-  The epoch runs when `block - last_epoch_block >= tempo` (SPEC.md section 3.2) and distributes
+  The epoch runs when `block - last_epoch_block >= tempo` (docs/chain.md §3.2) and distributes
   everything pending; floor rounding leaves a few rao pending for the next epoch, so stake plus
   pending always equals what was minted.
 
@@ -218,6 +276,7 @@ def block_step(subnet: Subnet, *, variant: str = "current", dtype=None):
   due = subnet.block - subnet.last_epoch_block >= subnet.hyper.tempo
 
   def run(s):
+    s = commit_reveal.reveal_due(s)  # due commits become weights just before the epoch
     s2, out = yuma.epoch(s, s.pending_emission, variant=variant, dtype=dtype)
     s2 = pay(s2, out)
     return s2.replace(pending_emission=s.pending_emission - paid_total(out)), out

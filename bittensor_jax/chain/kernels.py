@@ -1,4 +1,4 @@
-"""Small pure array functions of the chain's epoch math (SPEC.md sections 0.2, 1, 7.1 and 11).
+"""Small pure array functions of the chain's epoch math (docs/chain.md §0, §1, §7, §11).
 
 Every function works under jit and vmap and in float32 or float64 (the dtype of its input).
 Sparse chain matrices are dense arrays here plus, where it matters, a boolean presence mask.
@@ -14,7 +14,7 @@ _TWO32 = 2.0**32
 
 
 def normalize(x: jax.Array, axis: int | None = None) -> jax.Array:
-  """x / sum(x), or x unchanged where the sum is 0 (SPEC.md section 0.2)."""
+  """x / sum(x), or x unchanged where the sum is 0 (docs/chain.md §0)."""
   total = x.sum(axis=axis, keepdims=axis is not None)
   return jnp.where(total != 0, x / jnp.where(total != 0, total, 1), x)
 
@@ -42,12 +42,15 @@ def vecdiv(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def truncate_i32f32(x: jax.Array) -> jax.Array:
-  """Truncates a nonnegative proportion to 32 fractional bits, as I64F64 -> I32F32 does (SPEC 1.3)."""
+  """Truncates a nonnegative proportion to 32 fractional bits, as I64F64 -> I32F32 does.
+
+  Source: docs/chain.md §1.3 and §1.14.
+  """
   return jnp.floor(x * _TWO32) / _TWO32
 
 
 def q16(x: jax.Array) -> jax.Array:
-  """Proportion -> stored u16, truncating like `fixed_proportion_to_u16` (SPEC.md section 0.2)."""
+  """Proportion -> stored u16, truncating like `fixed_proportion_to_u16` (docs/chain.md §0)."""
   return jnp.floor(U16_MAX * jnp.clip(x, 0, 1)).astype(jnp.int32)
 
 
@@ -99,7 +102,7 @@ def is_topk(x: jax.Array, k: jax.Array, valid: jax.Array | None = None) -> jax.A
 
 
 def is_topk_nonzero(x: jax.Array, k: jax.Array, valid: jax.Array | None = None) -> jax.Array:
-  """`is_topk` that also requires x != 0 (`topk_nonzero`, SPEC.md section 1.4)."""
+  """`is_topk` that also requires x != 0 (`topk_nonzero`, docs/chain.md §1.4)."""
   return is_topk(x, k, valid) & (x != 0)
 
 
@@ -116,13 +119,13 @@ def _key_float(k: jax.Array, dt) -> jax.Array:
 
 
 def weighted_median_col(stake_V: jax.Array, score_VxK: jax.Array, kappa: jax.Array) -> jax.Array:
-  """Stake-weighted median of each column over the rows with stake > 0 (SPEC.md section 1.7).
+  """Stake-weighted median of each column over the rows with stake > 0 (docs/chain.md §1.7).
 
   Rows with positive stake take part, with their stake renormalized; minority m = sum - kappa.
   The result is the smallest score v of the column whose support F(v) = sum of the stake of rows
   scoring <= v exceeds m (the largest participating score if none does); columns with no
   participating rows give 0. This is the chain's definition, and equals the sort-and-cumsum form of
-  SPEC.md pitfall 11.
+  docs/chain.md §11 item 11.
 
   F is a step function that jumps only at the column's scores, so the smallest float with
   F(v) > m is itself a score. It is found by bisection on the bit patterns of the floats (32 steps
@@ -195,7 +198,7 @@ def mat_ema_alpha_sparse(new: jax.Array, new_present: jax.Array, old: jax.Array,
   """Sparse EMA: only entries present in `new` survive; an old entry with no new one is dropped.
 
   B* = min(1, (1 - alpha) old + max(alpha new, 0)) for present entries, 0 elsewhere
-  (`math.rs::mat_ema_alpha_sparse`, SPEC.md section 1.10B).
+  (`math.rs::mat_ema_alpha_sparse`, docs/chain.md §1.10 B).
   """
   val = jnp.minimum(1, (1 - alpha) * old + jnp.maximum(alpha * new, 0))
   return jnp.where(new_present, val, 0)

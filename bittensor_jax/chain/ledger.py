@@ -1,7 +1,7 @@
-"""The ledger: one subnet's metagraph as a pytree with static shapes (SPEC.md sections 1.1, 5, 6).
+"""The ledger: one subnet's metagraph as a pytree of static shapes (docs/chain.md §1.1, §5, §6).
 
 Dims: N uids (the subnet's capacity, `max_allowed_uids`); every matrix is N x N with row = the uid
-that set the weights (validator) and column = the target (server), as in SPEC.md section 0.2.
+that set the weights (validator) and column = the target (server), as in docs/chain.md §0.
 
 Slots are allocated as the chain does: uids `0..n-1` are in use (`in_use_N`), registration appends
 uid `n` until the capacity is reached, then replaces a pruned uid. So shapes never change and
@@ -26,6 +26,7 @@ import numpy as np
 
 U16_MAX = 65535
 NO_OWNER = -1
+COMMIT_SLOTS = 4  # pending commit-reveal commits per uid: a FIFO of static shape (chain.md §1.6)
 
 
 def require_x64() -> None:
@@ -48,11 +49,11 @@ MAX_RAO = I64_MAX
 # Stake is a float64 weight; the chain holds it as u64 rao, so no uid can hold more than u64 max.
 MAX_STAKE = float(U64_MAX)
 
-# Hyperparameters (SPEC.md section 6, scenarios/FORMAT.md): name -> (default, lowest, highest).
+# Hyperparameters (docs/chain.md §6, docs/scenario_format.md): name -> (default, lowest, highest).
 # Validation follows the chain's storage type of each value (the comment on each line), not the
 # range of the extrinsic that sets it: e.g. tempo is a u16, so 0 and 65535 are valid states even
 # though the owner may only choose [360, 50400]. Integers are stored as on chain (u16 proportions
-# etc.). Defaults are the chain storage defaults for the keys of scenarios/FORMAT.md; the
+# etc.). Defaults are the chain storage defaults for the keys of docs/scenario_format.md; the
 # weight-setting checks default to the permissive test-mock values (no rate limit, no minimum
 # length, no max-weight limit), as the scenario files assume.
 HYPER_SPEC: dict[str, tuple[Any, float, float]] = {
@@ -81,8 +82,12 @@ HYPER_SPEC: dict[str, tuple[Any, float, float]] = {
     "weights_set_rate_limit": (0, 0, U64_MAX),
     "min_allowed_weights": (0, 0, U16_MAX),                  # u16 MinAllowedWeights
     "max_weights_limit": (U16_MAX, 0, U16_MAX),              # u16 MaxWeightsLimit
+    "commit_reveal_weights_enabled": (False, 0, 1),          # bool CommitRevealWeightsEnabled
+    # u64 RevealPeriodEpochs, held in int64 like the rate limit (no epoch count reaches 2^63)
+    "reveal_period_epochs": (1, 0, U64_MAX),
 }
-_BOOL_HYPER = ("yuma3_enabled", "liquid_alpha_enabled", "bonds_reset_enabled")
+_BOOL_HYPER = ("yuma3_enabled", "liquid_alpha_enabled", "bonds_reset_enabled",
+               "commit_reveal_weights_enabled")
 _FLOAT_HYPER = ("stake_threshold",)
 
 
@@ -147,7 +152,7 @@ def check_hyper(**overrides) -> dict[str, int | float | bool]:
 
 @flax.struct.dataclass
 class Hyper:
-  """Numeric hyperparameters as array leaves, so a sweep can vmap over them (SPEC.md section 6)."""
+  """Numeric hyperparameters as array leaves, so a sweep can vmap over them (docs/chain.md §6)."""
   tempo: jax.Array
   activity_cutoff_factor_milli: jax.Array
   kappa: jax.Array
@@ -167,6 +172,8 @@ class Hyper:
   weights_set_rate_limit: jax.Array
   min_allowed_weights: jax.Array
   max_weights_limit: jax.Array
+  commit_reveal_weights_enabled: jax.Array
+  reveal_period_epochs: jax.Array
 
   @classmethod
   def create(cls, **overrides) -> "Hyper":
@@ -192,7 +199,7 @@ class Hyper:
 class Subnet:
   """One subnet's metagraph: stored chain state plus the outputs of the last epoch."""
   in_use_N: jax.Array             # bool[N] uid registered (uids 0..n-1)
-  stake_N: jax.Array              # f64[N] stake weight s~ before the threshold (SPEC 1.1)
+  stake_N: jax.Array              # f64[N] stake weight s~ before the threshold (chain.md §1.1)
   weights_NxN: jax.Array          # i32[N,N] stored u16 weights (row max-upscaled)
   has_weight_NxN: jax.Array       # bool[N,N] entry present; explicit zeros can be present
   bonds_NxN: jax.Array            # i32[N,N] stored u16 bonds
@@ -210,6 +217,14 @@ class Subnet:
   last_epoch_block: jax.Array     # i64[] block of the last epoch (0 = none yet)
   pending_emission: jax.Array     # i64[] rao minted since the last epoch, paid at the next
   total_issuance: jax.Array       # i64[] rao
+  # commit-reveal (docs/chain.md §1.6 item 4): per uid a FIFO of C = COMMIT_SLOTS pending commits,
+  # oldest first; slots at and after commit_count_N[i] are empty
+  epoch_count: jax.Array          # i64[] epochs run so far
+  commit_count_N: jax.Array       # i32[N] pending commits of each uid
+  commit_block_NxC: jax.Array     # i64[N,C] block of each commit
+  commit_epoch_NxC: jax.Array     # i64[N,C] epoch_count at each commit
+  commit_weights_NxCxN: jax.Array  # u16[N,C,N] committed rows, max-upscaled as set_weights stores
+  commit_present_NxCxN: jax.Array  # bool[N,C,N] entry present (explicit zeros kept)
   hyper: Hyper
 
   @property
@@ -290,6 +305,11 @@ def empty_subnet(capacity: int, hyper: Hyper | None = None, *, block: int = 0,
       block=jnp.asarray(block, jnp.int64), last_epoch_block=jnp.asarray(0, jnp.int64),
       pending_emission=jnp.asarray(0, jnp.int64),
       total_issuance=jnp.asarray(total_issuance, jnp.int64),
+      epoch_count=jnp.asarray(0, jnp.int64), commit_count_N=z(jnp.int32),
+      commit_block_NxC=jnp.zeros((N, COMMIT_SLOTS), jnp.int64),
+      commit_epoch_NxC=jnp.zeros((N, COMMIT_SLOTS), jnp.int64),
+      commit_weights_NxCxN=jnp.zeros((N, COMMIT_SLOTS, N), jnp.uint16),
+      commit_present_NxCxN=jnp.zeros((N, COMMIT_SLOTS, N), bool),
       hyper=hyper if hyper is not None else Hyper.create())
 
 
@@ -384,7 +404,8 @@ def check_subnet(sub: Subnet) -> None:
     v = getattr(sub, f.name)
     if f.name == "hyper":
       continue
-    want = (N, N) if f.name.endswith("_NxN") else (N,) if f.name.endswith("_N") else ()
+    want = {"_NxCxN": (N, COMMIT_SLOTS, N), "_NxC": (N, COMMIT_SLOTS), "_NxN": (N, N),
+            "_N": (N,)}.get("_" + f.name.rsplit("_", 1)[-1], ())
     if tuple(v.shape[-len(want):] if want else ()) != want:
       raise ValueError(f"{f.name}: expected trailing shape {want}, got {tuple(v.shape)}")
   stake = np.asarray(sub.stake_N)

@@ -1,8 +1,8 @@
-"""Registration and deregistration on a fixed-size uid axis (SPEC.md section 5).
+"""Registration and deregistration on a fixed-size uid axis (docs/chain.md §5).
 
 `register` appends uid n while the subnet has free slots, else replaces the uid chosen by the
-current pruning rule (`get_neuron_to_prune`, SPEC.md 5.2) and resets it as `replace_neuron` does
-(5.3). Everything is jittable: shapes never change.
+current pruning rule (`get_neuron_to_prune`, docs/chain.md §5.2) and resets it as `replace_neuron`
+does (§5.3). Everything is jittable: shapes never change.
 """
 # pylint: disable=invalid-name
 from __future__ import annotations
@@ -12,13 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from bittensor_jax.chain import ledger
+from bittensor_jax.chain import commit_reveal
 from bittensor_jax.chain.ledger import Subnet
 
 NO_UID = -1
 
 
 def neuron_to_prune(subnet: Subnet) -> jax.Array:
-  """The uid the chain would replace next, or -1 when none can be (SPEC.md section 5.2).
+  """The uid the chain would replace next, or -1 when none can be (docs/chain.md §5.2).
 
   The owner uid is immortal. Among the others, minimize (Emission, registration block, uid),
   separately over immune (b - r < ImmunityPeriod) and non-immune uids; prune the best non-immune
@@ -43,13 +44,17 @@ def neuron_to_prune(subnet: Subnet) -> jax.Array:
 
 
 def clear_uid(subnet: Subnet, uid: jax.Array, stake: jax.Array) -> Subnet:
-  """Resets `uid` for a new occupant registered at the current block (SPEC.md section 5.3)."""
+  """Resets `uid` for a new occupant registered at the current block (docs/chain.md §5.3).
+
+  The uid's pending commit-reveal commits are dropped with it (docs/chain.md §1.6 item 4).
+  """
   N = subnet.in_use_N.shape[-1]
   hit_N = jnp.arange(N) == uid
   b = subnet.block
   row = hit_N[:, None]
   col = hit_N[None, :]
   zero = lambda x: jnp.where(hit_N, jnp.zeros_like(x), x)
+  subnet = commit_reveal.clear(subnet, hit_N)
   return subnet.replace(
       in_use_N=subnet.in_use_N | hit_N,
       stake_N=jnp.where(hit_N, jnp.asarray(stake, subnet.stake_N.dtype), subnet.stake_N),
@@ -69,7 +74,7 @@ def clear_uid(subnet: Subnet, uid: jax.Array, stake: jax.Array) -> Subnet:
 
 
 def register(subnet: Subnet, stake) -> tuple[Subnet, jax.Array, jax.Array]:
-  """Registers a new neuron with `stake` at the current block (SPEC.md section 5.1).
+  """Registers a new neuron with `stake` at the current block (docs/chain.md §5.1).
 
   Args:
     subnet: the ledger.

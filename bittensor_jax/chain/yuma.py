@@ -1,13 +1,13 @@
-"""Yuma consensus: one epoch of a subnet as a pure function (SPEC.md sections 1 and 2).
+"""Yuma consensus: one epoch of a subnet as a pure function (docs/chain.md §1, §2).
 
 `epoch(subnet, emission)` follows `epoch/run_epoch.rs::epoch_mechanism` of the current chain
-(Appendix A of SPEC.md): activity, stake threshold, old vs new permits, active stake, weight masks
+(docs/chain.md Appendix A): activity, stake threshold, old vs new permits, active stake, masks
 with presence, the kappa-weighted median, clipping, validator trust, incentive, the bonds penalty,
 classic EMA bonds or Yuma3 relative bonds with liquid alpha 2.0, dividends and the emission split.
 Variants (static):
-  "current"          the chain of SPEC.md section 1 (classic or Yuma3 by `hyper.yuma3_enabled`);
-  "yuma1_2023"       the 2023 epoch (SPEC.md section 2.1);
-  "liquid_alpha_v1"  classic Yuma with per-column alpha from consensus quantiles (section 2.2).
+  "current"          the chain of docs/chain.md §1 (classic or Yuma3 by `hyper.yuma3_enabled`);
+  "yuma1_2023"       the 2023 epoch (docs/chain.md §2.1);
+  "liquid_alpha_v1"  classic Yuma, per-column alpha from consensus quantiles (docs/chain.md §2.2).
 
 Dims: N uids. Row i sets weights, column j receives them.
 """
@@ -20,6 +20,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from bittensor_jax.chain import commit_reveal
 from bittensor_jax.chain import kernels as K
 from bittensor_jax.chain.ledger import Subnet
 
@@ -28,7 +29,7 @@ VARIANTS = ("current", "yuma1_2023", "liquid_alpha_v1")
 
 @flax.struct.dataclass
 class EpochOut:
-  """Everything an epoch computes, one entry per uid (the keys of scenarios/FORMAT.md)."""
+  """Everything an epoch computes, one entry per uid (the keys of docs/scenario_format.md)."""
   stake_N: jax.Array               # normalized S after the threshold
   active_N: jax.Array              # bool
   active_stake_N: jax.Array        # a: S masked by activity and old permits, normalized
@@ -48,7 +49,7 @@ def _as(x, dt):
 
 
 def _liquid_alpha_v1(consensus_N, in_use_N, lo, hi, dt):
-  """Per-column alpha from the consensus quartiles (SPEC.md section 2.2)."""
+  """Per-column alpha from the consensus quartiles (docs/chain.md §2.2)."""
   n = in_use_N.sum()
   srt = jnp.sort(jnp.where(in_use_N, consensus_N, jnp.inf))
 
@@ -73,7 +74,7 @@ def _liquid_alpha_v1(consensus_N, in_use_N, lo, hi, dt):
 @functools.partial(jax.jit, static_argnames=("variant", "dtype"))
 def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
           dtype=None) -> tuple[Subnet, EpochOut]:
-  """Runs one epoch at `subnet.block`, distributing `emission` rao (SPEC.md section 1).
+  """Runs one epoch at `subnet.block`, distributing `emission` rao (docs/chain.md §1).
 
   Args:
     subnet: the ledger before the epoch.
@@ -83,8 +84,10 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
       float32 is the fast simulation mode.
 
   Returns:
-    The ledger after the epoch (bonds, permits, outputs and `last_epoch_block` written; stake is
-    not changed: paying the amounts is `chain.pay`) and the epoch outputs.
+    The ledger after the epoch (bonds, permits, outputs and `last_epoch_block` written,
+    `epoch_count` + 1; stake is not changed: paying the amounts is `chain.pay`) and the epoch
+    outputs. Due commit-reveal commits are revealed by the caller first
+    (`commit_reveal.reveal_due`, as `block_step` and the replay do, docs/chain.md §1.6 item 4).
   """
   if variant not in VARIANTS:
     raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
@@ -122,8 +125,9 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
   eye = jnp.eye(N, dtype=bool)
   diag_keep = eye & owner_N[:, None]
   outdated_NxN = subnet.last_update_N[:, None] <= subnet.registered_at_N[None, :]
+  cr_drop_NxN = commit_reveal.drop_NxN(subnet) & (not legacy)  # item 4, commit-reveal
   M = (subnet.has_weight_NxN & in_use_N[:, None] & in_use_N[None, :] & p_N[:, None]
-       & ~(eye & ~diag_keep) & ~outdated_NxN)
+       & ~(eye & ~diag_keep) & ~outdated_NxN & ~cr_drop_NxN)
   W = K.row_normalize(jnp.where(M, _as(subnet.weights_NxN, dt), 0))
 
   # 1.7 consensus, 1.8 clipping, trust, incentive
@@ -212,7 +216,8 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
   new = subnet.replace(
       bonds_NxN=bonds, has_bond_NxN=has_bond, permit_N=p_new_N, active_N=active_N,
       consensus_N=f64(C_N), validator_trust_N=f64(Tv_N), incentive_N=f64(I_N),
-      dividends_N=f64(D_N), emission_N=out.emission_N, last_epoch_block=b)
+      dividends_N=f64(D_N), emission_N=out.emission_N, last_epoch_block=b,
+      epoch_count=subnet.epoch_count + 1)
   return new, out
 
 
