@@ -3,8 +3,8 @@
 Every study is built on the chain's own pure functions (`bittensor_jax.chain.kernels` and
 `bittensor_jax.chain.yuma.epoch`), so there is no second Yuma. Modules:
   consensus_guarantees  the Monte Carlo retention study of Subtensor's docs/consensus.md
-  variants              community Yuma variants of SPEC.md section 8 as pure epoch functions
-  cases                 the SPEC.md section 8 case library, run for every variant at once
+  variants              community Yuma variants (bactensor/yuma-simulation) as pure epoch steps
+  cases                 the yuma-simulation case library, run for every variant at once
   relaxation            a differentiable epoch (soft median) and a gradient attack by a cabal
   weight_copying        a copier validator against commit-reveal delays
   output                shared CLI plumbing (flags for --json, --csv, --plots; rows to files)

@@ -1,4 +1,4 @@
-"""The community's scenario library (SPEC.md section 8, [YS] `cases.py`) for every variant at once.
+"""The community's scenario library ([YS] = bactensor/yuma-simulation `cases.py`), every variant.
 
 Three validators A, B, C (default stake 0.8 / 0.1 / 0.1) weight two servers (three in the
 stable-miner cases) for 40 epochs. Every case is stacked into arrays (stake_CxExV,
@@ -12,12 +12,12 @@ cases in one `vmap`ped `lax.scan`:
   every name of `variants.VARIANTS`
       the community variants on the dense validator x server block.
 
-Measures (SPEC.md section 8, "How a result is judged"): dividends per 1000 TAO staked,
+Measures (as [YS] judges a result): dividends per 1000 TAO staked,
 0.41 D_i 100 / (S_i 1e6 / 1000) summed over the epochs (the [YS] defaults: 41 % of an emission of
 100 per epoch to validators, 1e6 TAO staked; epochs where S_i = 0 count 0), and relative dividends
 D_i - S_i averaged over the epochs (>= 0: the validator earns at least its stake share).
 
-Cases (numbers of SPEC.md section 8 in brackets; the weights follow the table there, details we
+Cases ([YS] case numbers in brackets; the weights follow [YS], details we
 could not pin down are named in each case's note): kappa_moves_first [1], kappa_moves_second [2],
 kappa_moves_third [3], all_switch [4], copier_moves_late [8, without the bond reset],
 merged_validators [9], kappa_delayed [10], clipping_demo [11], one_epoch_switch [14],

@@ -3,13 +3,13 @@
 An honest side H and a cabal side C share a network of N = 512 neurons, 64 of them validators
 (only validators hold stake). The honest share of neurons equals the honest stake share S_H, with
 at least one validator and one server on each side. One epoch without bond history (bonds are the
-fresh Delta B of SPEC.md section 1.10A, with the bonds penalty blend of section 1.9):
+fresh Delta B of docs/chain.md §1.10A, with the bonds penalty blend of §1.9):
 
   consensus  C_j = largest w such that validators with W_ij >= w hold >= kappa of the stake
-             (SPEC.md 1.7, `kernels.weighted_median_col`)
-  clip       Wbar_ij = min(W_ij, C_j)                     (SPEC.md 1.8, `kernels.col_clip`)
+             (docs/chain.md §1.7, `kernels.weighted_median_col`)
+  clip       Wbar_ij = min(W_ij, C_j)                     (docs/chain.md §1.8, `kernels.col_clip`)
   incentive  I_j = normalize(sum_i S_i Wbar_ij)
-  bonds      Wtilde = (1 - beta) W + beta Wbar           (SPEC.md 1.9, `kernels.interpolate`)
+  bonds      Wtilde = (1 - beta) W + beta Wbar   (docs/chain.md §1.9, `kernels.interpolate`)
              dB_ij = S_i Wtilde_ij / sum_k S_k Wtilde_kj (`kernels.col_normalize`)
   dividends  D_i = sum_j dB_ij I_j
   honest     E_H = xi D(H) + (1 - xi) I(H)
@@ -130,7 +130,7 @@ def weights_for(own_VxK, other_VxK, honest_V, w_h, w_c):
 
 
 def single_epoch(stake_V: jax.Array, W_VxK: jax.Array, kappa, beta):
-  """Incentive and dividends of one epoch with no bond history (SPEC.md 1.7-1.10A).
+  """Incentive and dividends of one epoch with no bond history (docs/chain.md §1.7-§1.10A).
 
   Args:
     stake_V: validator stake (any scale; the median renormalizes it).

@@ -1,7 +1,7 @@
 """A differentiable relaxation of the epoch and a gradient attack by a cabal.
 
-The chain's consensus (SPEC.md 1.7) is a step function of the weights, so its gradient is zero
-almost everywhere. `soft_weighted_median_col` replaces it with a smooth function of the same
+The chain's consensus (docs/chain.md §1.7) is a step function of the weights, so its gradient is
+zero almost everywhere. `soft_weighted_median_col` replaces it with a smooth function of the same
 definition, "the largest w supported by at least kappa of the stake":
 
   support  F_kj = S_k + sum_{i != k} S_i sigmoid((W_ij - W_kj) / T)  (soft stake with W_ij >= W_kj)

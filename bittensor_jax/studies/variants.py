@@ -1,4 +1,7 @@
-"""Yuma variants the community compares with the chain, as pure epoch functions (SPEC.md section 8).
+"""Yuma variants the community compares with the chain, as pure epoch functions.
+
+[YS] is bactensor/yuma-simulation (`yumas.py`, `cases.py`), the simulator the community uses to
+compare proposals; docs/studies/README.md tabulates these variants and their results.
 
 Every variant has one interface, the epoch of the chain reduced to the validator x server block
 (dense, every validator active and permitted, no u16 storage):
@@ -9,15 +12,15 @@ Every variant has one interface, the epoch of the chain reduced to the validator
 consensus); `out` holds consensus_K, incentive_K, dividends_V and bonds_VxK. Steps are pure and
 jittable; a run over epochs is a `lax.scan` (`run`), and `jax.vmap` runs many cases or draws at
 once. Everything is built from the chain's kernels (`bittensor_jax.chain.kernels`): the consensus
-is `weighted_median_col` (SPEC.md 1.7), clipping `col_clip` (1.8), the bonds penalty
+is `weighted_median_col` (docs/chain.md §1.7), clipping `col_clip` (1.8), the bonds penalty
 `interpolate` (1.9), the Yuma3 EMA `mat_ema_alpha` and the liquid-alpha sigmoid `sigmoid_safe`
 (1.10B). The chain's own epochs (classic, Yuma3, Yuma3 with liquid alpha) are not re-implemented
 here: `cases.py` runs them through `chain.yuma.epoch` on a ledger.
 
-Variants (names of SPEC.md section 8 / [YS] `yumas.py` in brackets):
+Variants ([YS] names and `yumas.py` functions in brackets):
 
   no_memory       ["Yuma 1", `YumaRust`] classic bonds with alpha = 1: B = colnorm(S o Wtilde),
-                  D = normalize(B I). The bonds forget everything each epoch (SPEC.md 8 table,
+                  D = normalize(B I). The bonds forget everything each epoch ([YS] table,
                   row 1; docs/consensus.md's single-epoch study is this case).
   prev_weights    ["Yuma 2B", `Yuma2b`] the consensus comes from this epoch's weights, but the
                   clipping (hence the incentive) and the bonds use the previous epoch's weights
@@ -29,18 +32,19 @@ Variants (names of SPEC.md section 8 / [YS] `yumas.py` in brackets):
                   capacity), capped at S_i; D = normalize(colnorm(B) I).
   yuma3           ["Yuma 3", `Yuma3`] relative bonds in [0, 1] per (validator, server): B =
                   min(1, (1 - alpha) B_old + alpha Wtilde) (the chain's Yuma3 fixed-alpha path of
-                  SPEC.md 1.10B; [YS] uses W, i.e. beta = 0); D = normalize(S o colnorm(B) I).
+                  docs/chain.md §1.10B; [YS] uses W, i.e. beta = 0);
+                  D = normalize(S o colnorm(B) I).
   yuma3_liquid_current / _previous / _mixed
                   ["Yuma 3 ... liquid alpha on", consensus mode CURRENT / PREVIOUS / MIXED]
-                  yuma3 with the per-entry liquid alpha 2.0 sigmoid of SPEC.md 1.10B, whose
+                  yuma3 with the per-entry liquid alpha 2.0 sigmoid of docs/chain.md §1.10B, whose
                   "buying" distance d = Wtilde - C takes C from this epoch (the chain), the
                   previous epoch, or the larger of both ([YS] `charts_table_generator.py` uses
                   MIXED).
-  classic         the chain's classic EMA bonds in this dense form (SPEC.md 1.10A), kept as the
-                  reference the others are compared with; `cases_test` checks it against the
-                  chain's `yuma.epoch`.
+  classic         the chain's classic EMA bonds in this dense form (docs/chain.md §1.10A),
+                  kept as the reference the others are compared with; `studies_test` checks
+                  it against the chain's `yuma.epoch`.
 
-Differences from [YS] (SPEC.md section 8, "differences ... that matter"): the consensus is the
+Differences from [YS] that matter for numbers: the consensus is the
 chain's (kappa-weighted median with the strict inequality, no renormalization of C across
 servers, no epsilon in the normalizations).
 """
@@ -102,7 +106,7 @@ def _relative_dividends(stake_V, B_VxK, I_K):
 
 
 def classic(state: State, stake_V, W_VxK, p: Params):
-  """The chain's classic Yuma (SPEC.md 1.10A) on the dense validator x server block."""
+  """The chain's classic Yuma (docs/chain.md §1.10A) on the dense validator x server block."""
   S_V = K.normalize(stake_V)
   W_VxK = K.row_normalize(W_VxK)
   C_K, Wc = _consensus_clip(S_V, W_VxK, p.kappa)
@@ -168,7 +172,7 @@ def _yuma3(state: State, stake_V, W_VxK, p: Params, mode: str | None):
 
 
 def yuma3(state, stake_V, W_VxK, p):
-  """[YS] "Yuma 3": relative bonds with a fixed alpha (SPEC.md 1.10B fixed-alpha path)."""
+  """[YS] "Yuma 3": relative bonds with a fixed alpha (docs/chain.md §1.10B fixed-alpha path)."""
   return _yuma3(state, stake_V, W_VxK, p, None)
 
 

@@ -1,20 +1,20 @@
 """Weight copying: does copying the visible consensus pay as well as honest validation?
 
 A copier validator does no work: each epoch it sets the consensus it can see, the stake-weighted
-median (`kernels.weighted_median_col`, SPEC.md 1.7) of the honest validators' last revealed
+median (`kernels.weighted_median_col`, docs/chain.md §1.7) of the honest validators' last revealed
 weights, row-normalized. Honest validators weight the servers by their current quality, which
 changes over time: at every epoch each server's quality jumps to a new random level with
 probability `switch_prob`, so the ranking of the servers moves (the case library's switching
 miners, in a network of many servers). Many random draws run at once (`vmap`), each a `lax.scan`
 over epochs of the chain's own `chain.set_weights_rows` and `chain.yuma.epoch` on a ledger.
 
-Commit-reveal (SPEC.md 1.6 step 4): with a reveal period of R epochs, the weights a validator
+Commit-reveal (docs/chain.md §1.6 item 4): with a reveal period of R epochs, the weights a validator
 commits at epoch e enter the chain's `Weights` at epoch e + R. Every validator's weights therefore
 act R epochs late, and the copier, which can only read revealed weights, copies at epoch e the
-weights committed at e - R; its copy, committed at e, is revealed at e + R, when the honest
-weights in force are those committed at e. So the copier acts on information R epochs older than
-the honest validators'. R = 0 is commit-reveal off: weights are public as soon as they are set,
-and the copier, setting its weights last before the epoch, copies the weights in force.
+weights committed at e - R; its copy, committed at e, is revealed at e + R, when the honest weights
+in force are those committed at e. So the copier acts on information R epochs older than the honest
+validators'. R = 0 is commit-reveal off: weights are public as soon as they are set, and the copier,
+setting its weights last before the epoch, copies the weights in force.
 
 **How commit-reveal is modelled here.** When the chain has commit-reveal
 (`bittensor_jax.chain.commit_reveal`, `chain.commit_weights_rows`, the Hyper fields
@@ -26,7 +26,7 @@ written), the study applies each row through the chain's `set_weights_rows` at i
 R epochs after it was committed. For a network in which every committed row is revealed honestly
 and on time both give the same weights in force, except in the first R epochs (no honest row is
 revealed yet with real commit-reveal; the fallback uses the first rows) and for the uid-sniping
-mask of SPEC.md 1.6 step 4 (no uid registers here). The warm-up epochs are left out of the
+mask of docs/chain.md §1.6 item 4 (no uid registers here). The warm-up epochs are left out of the
 measure. `COMMIT_REVEAL` says which path this build takes.
 
 The measure: copier_dividend_ratio = (copier's dividends per unit of stake) / (honest validators'
