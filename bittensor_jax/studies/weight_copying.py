@@ -8,13 +8,13 @@ probability `switch_prob`, so the ranking of the servers moves (the case library
 miners, in a network of many servers). Many random draws run at once (`vmap`), each a `lax.scan`
 over epochs of the chain's own `chain.set_weights_rows` and `chain.yuma.epoch` on a ledger.
 
-Commit-reveal (docs/chain.md §1.6 item 4): with a reveal period of R epochs, the weights a validator
-commits at epoch e enter the chain's `Weights` at epoch e + R. Every validator's weights therefore
-act R epochs late, and the copier, which can only read revealed weights, copies at epoch e the
-weights committed at e - R; its copy, committed at e, is revealed at e + R, when the honest weights
-in force are those committed at e. So the copier acts on information R epochs older than the honest
-validators'. R = 0 is commit-reveal off: weights are public as soon as they are set, and the copier,
-setting its weights last before the epoch, copies the weights in force.
+Commit-reveal (docs/chain.md §1.6 item 4): with a reveal period of R epochs, the weights a
+validator commits at epoch e enter the chain's `Weights` at epoch e + R. Every validator's weights
+therefore act R epochs late, and the copier, which can only read revealed weights, copies at epoch
+e the weights committed at e - R; its copy, committed at e, is revealed at e + R, when the honest
+weights in force are those committed at e. So the copier acts on information R epochs older than
+the honest validators'. R = 0 is commit-reveal off: weights are public as soon as they are set,
+and the copier, setting its weights last before the epoch, copies the weights in force.
 
 **How commit-reveal is modelled here.** When the chain has commit-reveal
 (`bittensor_jax.chain.commit_reveal`, `chain.commit_weights_rows`, the Hyper fields
