@@ -393,13 +393,13 @@ class Oracle:
       combined = validator
     amt = lambda x: [int(math.floor(v * emission)) for v in x]
     out = {
-        "block": b, "stake": S.tolist(), "active": active, "active_stake": a.tolist(),
-        "validator_permit": p_new, "consensus": C.tolist(), "validator_trust": Tv.tolist(),
+        "block": b, "stake": S.tolist(), "active": list(active), "active_stake": a.tolist(),
+        "validator_permit": list(p_new), "consensus": C.tolist(), "validator_trust": Tv.tolist(),
         "incentive": I.tolist(), "dividends": D.tolist(), "server_emission": amt(server),
         "validator_emission": amt(validator), "emission": amt(combined),
         "bonds": self.bonds[:n, :n].tolist()}
-    self.permit = p_new
-    self.emission = out["emission"]
+    self.permit = list(p_new)
+    self.emission = list(out["emission"])       # copies: later events must not alias the output
     self.last_epoch_block = b
     self.epoch_count += 1
     return out
