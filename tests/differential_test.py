@@ -43,6 +43,7 @@ KNOWN_FAULTS = frozenset({
     "self_weight_max_limit",    # a single self-weight is exempt from max_weights_limit (SPEC 4.2)
     "empty_set_weights",        # an empty weight vector is valid and clears the row (SPEC 4.2)
     "alpha_zero_exact",         # bonds_moving_average 1e6: alpha exactly 0, bonds frozen
+    "stake_share_rounding",     # S from a float64 ratio: 1 - 2**-60 becomes 1, not 1 - 2**-32
 })
 
 PROPORTIONS = replay.PROPORTION_KEYS
@@ -80,6 +81,8 @@ def features(doc: dict, outs: list[dict]) -> set[str]:
       found.add("empty_set_weights")
     if "commit_weights" in ev:
       found.add("commit_reveal")
+  if any(out["share_rounding"] for out in outs):
+    found.add("stake_share_rounding")
   if h.get("bonds_moving_average") == 1_000_000:
     found.add("alpha_zero_exact")
   if h.get("tempo", 1) == 0 or h.get("tempo", 1) > 50400:

@@ -253,6 +253,10 @@ class Oracle:
          else Fraction(self.stake[i]) for i in uids]
     tot = sum(s)
     S_raw = [int((x * ONE) // tot) if tot else 0 for x in s]
+    # Diagnostic only: would a float64 ratio s_i / sum(s) land on another I32F32 grid point?
+    ftot = float(np.sum(np.array([float(x) for x in s])))
+    share_rounding = any(math.floor(float(x) / ftot * ONE) != r for x, r in zip(s, S_raw)
+                         ) if ftot else False
 
     # 1.4 permits
     p = list(self.permit)
@@ -397,7 +401,7 @@ class Oracle:
         "validator_permit": list(p_new), "consensus": C.tolist(), "validator_trust": Tv.tolist(),
         "incentive": I.tolist(), "dividends": D.tolist(), "server_emission": amt(server),
         "validator_emission": amt(validator), "emission": amt(combined),
-        "bonds": self.bonds[:n, :n].tolist()}
+        "bonds": self.bonds[:n, :n].tolist(), "share_rounding": share_rounding}
     self.permit = list(p_new)
     self.emission = list(out["emission"])       # copies: later events must not alias the output
     self.last_epoch_block = b
@@ -415,8 +419,9 @@ def run(doc: dict, *, sync_bonds: Callable[[int, list], list] | None = None) -> 
       u16 bonds once they agree within 1 LSB, so floor-boundary drift does not compound).
 
   Returns:
-    A list of dicts (keys of `bittensor_jax.replay.run`, plus `block` and `rejected`: the
-    (event index, reason) pairs of refused extrinsics up to that epoch).
+    A list of dicts (keys of `bittensor_jax.replay.run`, plus `block`; `rejected`: the
+    (event index, reason) pairs of refused extrinsics up to that epoch; `share_rounding`: whether
+    a float64 stake ratio would round onto a different I32F32 value than the exact one).
   """
   doc = copy.deepcopy(doc)
   st = Oracle(doc)
