@@ -27,6 +27,6 @@ def chain_data() -> pathlib.Path:
 # few hundred examples in about a minute; `pytest --hypothesis-profile=long` runs 5,000+.
 from hypothesis import settings as _hyp_settings  # noqa: E402
 
-_hyp_settings.register_profile("ci", max_examples=300, deadline=None, print_blob=True)
+_hyp_settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True)
 _hyp_settings.register_profile("long", max_examples=5000, deadline=None, print_blob=True)
 _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
