@@ -53,7 +53,8 @@ def hyperparameters(draw, n: int, cap: int, exclude: frozenset) -> dict:
       "alpha_low": st.just(alpha_lo),
       "alpha_high": _ends(alpha_lo, U16, 58982 if alpha_lo <= 58982 else U16),
       "alpha_sigmoid_steepness": _ends(-32768, 32767, 1000, 0),
-      "max_allowed_validators": st.one_of(_ends(0, n + 2), st.sampled_from((64, 128, U16))),
+      "max_allowed_validators": st.one_of(_ends(0, n + 2), st.integers(1, 3),
+                                          st.sampled_from((64, 128, U16))),
       "stake_threshold": st.one_of(st.just(0), st.integers(0, 5),
                                    st.sampled_from((10**6, 10**9, 10**18))),
       "immunity_period": _ends(0, U16, 4096, 1, 2),
@@ -67,6 +68,8 @@ def hyperparameters(draw, n: int, cap: int, exclude: frozenset) -> dict:
     cands["commit_reveal_weights_enabled"] = st.booleans()
     cands["reveal_period_epochs"] = st.integers(0, 3)
   keys = draw(st.sets(st.sampled_from(sorted(cands))))
+  if draw(st.integers(0, 2)):              # permit churn (top-k below n) in 2 of 3 scenarios
+    keys.add("max_allowed_validators")
   hyper = {k: draw(cands[k]) for k in sorted(keys)}
   if "alpha_high" in hyper:
     hyper["alpha_low"] = alpha_lo
@@ -122,7 +125,7 @@ def scenarios(draw, exclude: frozenset = frozenset(), capacities=CAPACITIES,
     last = k == n_events - 1
     kind = "epoch" if last else draw(st.sampled_from(
         ("weights", "weights", "weights", "epoch", "epoch", "register", "add_stake",
-         "reset_bonds")))
+         "add_stake", "reset_bonds")))
     if kind == "weights":
       uid = draw(st.one_of(st.integers(0, n_now - 1), st.integers(0, cap - 1)))
       name = "commit_weights" if cr and draw(st.integers(0, 4)) else "set_weights"
