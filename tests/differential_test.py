@@ -83,8 +83,8 @@ def features(doc: dict, outs: list[dict]) -> set[str]:
     if "commit_weights" in ev:
       found.add("commit_reveal")
   emissions = [ev["epoch"]["emission"] for ev in doc["events"] if "epoch" in ev]
-  if any(e >= 1 << 31 and e in out["emission"] for out, e in zip(outs, emissions)):
-    found.add("exact_sole_share")       # one uid gets all of a large E: exact in fixed point
+  if any(e >= 1 and e in out["emission"] for out, e in zip(outs, emissions)):
+    found.add("exact_sole_share")       # one uid gets all of E: a share exactly 1 in fixed point
   if any(out["share_rounding"] for out in outs):
     found.add("stake_share_rounding")
   if h.get("bonds_moving_average") == 1_000_000:
