@@ -21,3 +21,14 @@ CHAIN_DATA = TESTDATA / "chain"
 @pytest.fixture
 def chain_data() -> pathlib.Path:
   return CHAIN_DATA
+
+
+# Hypothesis profiles for the differential tests (tests/differential_test.py): "ci" (default) runs a
+# few hundred examples in about a minute; `pytest --hypothesis-profile=long` runs 5,000+.
+from hypothesis import settings as _hyp_settings  # noqa: E402
+
+_hyp_settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True)
+_hyp_settings.register_profile("long", max_examples=5000, deadline=None, print_blob=True)
+if _hyp_settings.get_current_profile_name() == "default":   # tests import this file again as
+  _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))  # tests.conftest
+
