@@ -46,7 +46,7 @@ BEHAVIOURS = ("honest", "noise", "offline", "copier")
 # Validator behaviours.
 V_HONEST, V_LAZY, V_CABAL = 0, 1, 2
 VALIDATOR_BEHAVIOURS = ("honest", "lazy", "cabal")
-# Chain proportions stored as u16 (SPEC.md section 6) that a config may give as fractions.
+# Chain proportions stored as u16 (docs/chain.md §6) that a config may give as fractions.
 U16_PROPORTIONS = ("kappa", "bonds_penalty", "alpha_low", "alpha_high")
 DEFAULT_VALIDATOR_STAKE_TAO = 1000.0
 
@@ -372,10 +372,10 @@ def _bcast(m, x):
 
 def register_newcomer(sub: ledger.Subnet, num_validators: int, deregister_validators: bool
                       ) -> tuple[ledger.Subnet, jax.Array, jax.Array]:
-  """Registers a zero-stake newcomer (SPEC.md section 5), sparing validators unless asked.
+  """Registers a zero-stake newcomer (docs/chain.md §5), sparing validators unless asked.
 
   With `deregister_validators` this is the chain's `register`. Without it, the pruning rule
-  (SPEC.md 5.2) runs over the server uids only (MinNonImmuneUids then counts servers), so server
+  (docs/chain.md §5.2) runs over the server uids only (MinNonImmuneUids then counts servers), so server
   churn never takes a validator's slot; a subnet with free slots still appends.
 
   Args:

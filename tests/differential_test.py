@@ -33,17 +33,10 @@ from tests.conftest import CHAIN_DATA
 
 jax.config.update("jax_enable_x64", True)
 
-# Chain fault kinds found and owned by other branches. The lead removes an entry after merging the
-# fix; the generator / filter below then exercises the feature again and the found/ file of that
+# Chain fault kinds found and not fixed yet. Remove an entry when its fix lands; the generator /
+# filter below then exercises the feature again and the found/ file of that
 # kind must pass (strict xfail turns XPASS into a failure to say the entry is stale).
 KNOWN_FAULTS = frozenset({
-    "storage_ranges",           # tempo 0 (a valid u16 storage value) rejected by Hyper.create
-    "commit_reveal",            # commit_weights / CR hyperparameters not implemented
-    "no_neuron_id_available",   # refused registration at capacity (SPEC 5.2 step 4)
-    "self_weight_max_limit",    # a single self-weight is exempt from max_weights_limit (SPEC 4.2)
-    "empty_set_weights",        # an empty weight vector is valid and clears the row (SPEC 4.2)
-    "alpha_zero_exact",         # bonds_moving_average 1e6: alpha exactly 0, bonds frozen
-    "exact_sole_share",         # a sole active validator (a = 1 exactly) must get all of E
     "stake_share_rounding",     # S from a float64 ratio: 1 - 2**-60 becomes 1, not 1 - 2**-32
 })
 
