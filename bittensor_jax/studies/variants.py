@@ -1,7 +1,7 @@
 """Yuma variants the community compares with the chain, as pure epoch functions.
 
 [YS] is bactensor/yuma-simulation (`yumas.py`, `cases.py`), the simulator the community uses to
-compare proposals; docs/studies/README.md tabulates these variants and their results.
+compare proposals; the README's "Studies" section tabulates these variants and their results.
 
 Every variant has one interface, the epoch of the chain reduced to the validator x server block
 (dense, every validator active and permitted, no u16 storage):
