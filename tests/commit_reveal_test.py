@@ -292,7 +292,5 @@ def test_cr_scenario_file_replays_and_matches_its_set_weights_twin(path):
       if key == "bonds":
         value = {(int(i), int(j)): v for i, row in value.items() for j, v in row.items()}
         assert value == {ij: want["bonds"][ij[0]][ij[1]] for ij in value}
-      elif key in replay.PROPORTION_KEYS:  # written by an earlier build: equal to the last bits
-        np.testing.assert_allclose(value, want[key], rtol=1e-12, atol=1e-15, err_msg=key)
       else:
         assert value == want[key], key
