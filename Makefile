@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q tests
 
 replay: $(STAMP)
-	$(PY) -m bittensor_jax.replay --check --summary tests/testdata/chain/scenarios/*.json > /dev/null
+	$(PY) -m bittensor_jax.replay --check --summary tests/testdata/chain/scenarios/*.json tests/testdata/chain/regressions/*.json tests/testdata/chain/cr/*.json > /dev/null
 
 # Slow (one test run per mutant; hours on 2 cores), so not part of `make test`: cosmic-ray over the
 # chain's rules as scoped in mutation/*.toml; exit 1 on a survivor that
