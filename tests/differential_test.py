@@ -36,9 +36,7 @@ jax.config.update("jax_enable_x64", True)
 # Chain fault kinds found and not fixed yet. Remove an entry when its fix lands; the generator /
 # filter below then exercises the feature again and the found/ file of that
 # kind must pass (strict xfail turns XPASS into a failure to say the entry is stale).
-KNOWN_FAULTS = frozenset({
-    "stake_share_rounding",     # S from a float64 ratio: 1 - 2**-60 becomes 1, not 1 - 2**-32
-})
+KNOWN_FAULTS: frozenset[str] = frozenset()  # e.g. {"stake_share_rounding"} while it was open
 
 PROPORTIONS = replay.PROPORTION_KEYS
 AMOUNTS = replay.AMOUNT_KEYS

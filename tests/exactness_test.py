@@ -238,3 +238,23 @@ def test_max_upscale_rounds_exact_half_ties_away_from_zero():
 def test_floor_snap_only_moves_values_next_to_an_integer():
   y = jnp.asarray([3.0, np.nextafter(3.0, 0), 3.0 - 1e-9, 2.5, 65535 * (1 - 2**-52), 1e9 - 0.5])
   np.testing.assert_array_equal(K.floor_snap(y), [3, 3, 2, 2, 65535, 1e9 - 1])
+
+
+def test_stake_shares_are_the_chains_exact_i32f32_quotients():
+  """S_i = floor(2^32 s_i / sum(s)) / 2^32 with the exact quotient (I64F64 division, then the
+  I32F32 cast): checked against Python fractions, including totals float64 cannot hold exactly
+  (1e18 against 1: the chain gives 1 - 2^-32, a float ratio gives 1)."""
+  from fractions import Fraction  # pylint: disable=import-outside-toplevel
+  shares = jax.jit(K.i32f32_shares)
+  rng = np.random.default_rng(7)
+  cases = [np.array([1e18, 1.0] + [0.0] * 14)]
+  for t in range(300):
+    x = [rng.integers(0, 2**62, 16).astype(np.float64),
+         np.floor(10.0 ** rng.uniform(0, 19, 16)),
+         np.concatenate([[1e18], rng.integers(0, 3, 15).astype(np.float64)])][t % 3]
+    cases.append(x)
+  for x in cases:
+    total = sum(Fraction(v) for v in x)
+    want = [float(Fraction(int(Fraction(v) * 2**32 // total), 2**32)) for v in x]
+    np.testing.assert_array_equal(np.asarray(shares(jnp.asarray(x))), want)
+  assert float(shares(jnp.asarray(cases[0]))[0]) == 1 - 2.0**-32

@@ -25,7 +25,7 @@ from bittensor_jax.chain import emission
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PRESET = str(ROOT / "configs" / "default.py") + ":smoke"
 OVERRIDES = {"run.blocks": 80, "run.checkpoint_every_epochs": 2, "run.log_every_epochs": 4}
-TIMING_KEYS = ("blocks_per_second",)
+TIMING_KEYS = ("blocks_per_second", "compile_seconds")  # wall-clock figures, not results
 
 
 def _config():
@@ -205,7 +205,8 @@ def test_read_history_adds_the_servers_losses(smoke_run):
   workdir, summary = smoke_run
   h = loop.read_history(workdir)
   raw = history.read_all(workdir / "history")
-  assert set(h) == set(raw) | {"server_loss"}
+  assert set(h) == set(raw) | {"server_loss", "validator_behaviour"}
+  assert len(h["validator_behaviour"]) == _config().network.num_validators
   for k in raw:
     np.testing.assert_array_equal(h[k], raw[k], err_msg=k)
   servers = np.nonzero(raw["role"][-1] == plots.SERVER)[0]

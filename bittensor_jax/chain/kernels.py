@@ -133,6 +133,81 @@ def truncate_i32f32(x: jax.Array) -> jax.Array:
   return floor_snap(x * _TWO32) / _TWO32
 
 
+def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(s, e) with s = fl(a + b) and s + e = a + b exactly (Knuth's TwoSum)."""
+  s = a + b
+  bb = s - a
+  return s, (a - (s - bb)) + (b - bb)
+
+
+def _two_prod(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(p, e) with p = fl(a b) and p + e = a b exactly (Dekker's product, Veltkamp's split)."""
+  def split(x):
+    c = 134217729.0 * x  # 2^27 + 1
+    hi = c - (c - x)
+    return hi, x - hi
+  p = a * b
+  ah, al = split(a)
+  bh, bl = split(b)
+  return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _exact_total(x_N: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """sum(x_N) as an unevaluated pair hi + lo: pairwise TwoSum, the rounding errors summed apart.
+
+  Exact when the errors add without rounding, e.g. for integer entries (stake in rao) while the
+  total stays below 2^106: the chain's own stake total is an exact u64 sum.
+  """
+  n = x_N.shape[-1]
+  size = 1 << max(n - 1, 0).bit_length()
+  hi = jnp.concatenate([x_N, jnp.zeros((size - n,), x_N.dtype)])
+  lo = jnp.zeros_like(hi)
+  while hi.shape[-1] > 1:
+    hi, err = _two_sum(hi[0::2], hi[1::2])
+    lo = lo[0::2] + lo[1::2] + err
+  return _two_sum(hi[0], lo[0])
+
+
+def i32f32_shares(x_N: jax.Array) -> jax.Array:
+  """normalize(x_N) truncated to I32F32, as the chain's I64F64 division then I32F32 cast gives.
+
+  The chain's share is floor(2^32 x_i / sum(x)) / 2^32 with the exact quotient (docs/chain.md
+  §1.3), and that is what float64 input gets here: the total is summed exactly (`_exact_total`),
+  the quotient estimated in float and the floor decided by the exact sign of
+  2^32 x_i - q sum(x) for the candidates next to the estimate. A ratio that float64 rounds to 1
+  (1e18 against 1e18 + 1) therefore gives 1 - 2^-32, as on chain, not 1. float32 input (the
+  simulation mode) is normalized and truncated in floats (`truncate_i32f32`). A zero total leaves
+  x unchanged, like `normalize`.
+
+  Args:
+    x_N: nonnegative finite stakes (or shares), shape [N].
+
+  Returns:
+    The I32F32 shares, shape [N], dtype of x_N.
+  """
+  if x_N.dtype != jnp.float64:
+    return truncate_i32f32(normalize(x_N))
+  t_hi, t_lo = _exact_total(x_N)
+  safe_hi = jnp.where(t_hi > 0, t_hi, 1)
+  scaled_N = x_N * _TWO32  # exact: a power-of-two scaling
+  q0_N = jnp.floor(exact_div(x_N, safe_hi) * _TWO32)
+
+  def remainder_sign(q_N):  # sign of 2^32 x - q (t_hi + t_lo), computed exactly
+    p, e = _two_prod(q_N, jnp.broadcast_to(safe_hi, q_N.shape))
+    p2, e2 = _two_prod(q_N, jnp.broadcast_to(t_lo, q_N.shape))
+    d, ed = _two_sum(scaled_N, -p)
+    t, r1 = _two_sum(d, -e)
+    t, r2 = _two_sum(t, -p2)
+    t, r3 = _two_sum(t, -e2)
+    t, r4 = _two_sum(t, ed)
+    return jnp.sign(t + (((r1 + r2) + r3) + r4))
+
+  q_N = jnp.where(remainder_sign(q0_N + 1) >= 0, q0_N + 1,
+                  jnp.where(remainder_sign(q0_N) >= 0, q0_N, q0_N - 1))
+  q_N = jnp.clip(q_N, 0, _TWO32)
+  return jnp.where(t_hi > 0, q_N / _TWO32, x_N)
+
+
 def q16(x: jax.Array) -> jax.Array:
   """Proportion -> stored u16, truncating like `fixed_proportion_to_u16` (docs/chain.md §0)."""
   return floor_snap(U16_MAX * jnp.clip(x, 0, 1)).astype(jnp.int32)

@@ -109,7 +109,7 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
   if not legacy:
     below_N = jnp.floor(stake_N) < h.stake_threshold
     stake_N = jnp.where(below_N & ~owner_N, 0, stake_N)
-  S_N = K.truncate_i32f32(K.normalize(_as(stake_N, dt)))
+  S_N = K.i32f32_shares(_as(stake_N, dt))
 
   # 1.4 permits: masks use the old ones; the new ones are only stored
   p_N = (subnet.permit_N & in_use_N) | owner_N
@@ -119,7 +119,7 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
     p_new_N = K.is_topk_nonzero(S_N, h.max_allowed_validators, in_use_N) | owner_N
 
   # 1.5 active stake
-  a_N = K.truncate_i32f32(K.normalize(S_N * active_N * p_N))
+  a_N = K.i32f32_shares(S_N * active_N * p_N)
 
   # 1.6 weights: presence masks, then row-normalize
   eye = jnp.eye(N, dtype=bool)
