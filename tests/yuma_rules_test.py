@@ -195,6 +195,15 @@ def test_incentive_without_dividends_goes_to_servers(yuma3):
   assert E - N <= int(out.server_emission_N.sum()) <= E
 
 
+def with_full_bonds(sub, registered_at, last_update, *, last_epoch_block):
+  """The subnet with these registration and update blocks and a bond of 30000 in every in-use
+  entry, so the SPEC 1.10 t0 column mask decides which bonds survive."""
+  in_use = sub.in_use_N[:, None] & sub.in_use_N[None, :]
+  return sub.replace(registered_at_N=registered_at, last_update_N=last_update,
+                     last_epoch_block=jnp.asarray(last_epoch_block),
+                     bonds_NxN=jnp.where(in_use, 30000, 0).astype(jnp.int32), has_bond_NxN=in_use)
+
+
 @pytest.mark.parametrize("yuma3", [False, True])
 def test_bond_mask_after_an_epoch_at_block_1(yuma3):
   """SPEC 1.10: t0 = LastMechanismStepBlock + 1 whenever that block is nonzero (here 1, so
@@ -202,10 +211,7 @@ def test_bond_mask_after_an_epoch_at_block_1(yuma3):
   rng = np.random.default_rng(13)
   sub = random_subnet(rng, yuma3=yuma3, liquid=False, beta=U16, block=11)
   reg = jnp.asarray([1, 0, 2, 1, 5, 1], jnp.int64)
-  sub = sub.replace(registered_at_N=reg, last_update_N=reg + 6, last_epoch_block=jnp.asarray(1),
-                    bonds_NxN=jnp.full((N, N), 30000, jnp.int32) * sub.in_use_N[:, None]
-                    * sub.in_use_N[None, :], has_bond_NxN=sub.in_use_N[:, None]
-                    & sub.in_use_N[None, :])
+  sub = with_full_bonds(sub, reg, reg + 6, last_epoch_block=1)
   assert int(sub.block) - int(sub.hyper.tempo) == 1
   check_epoch(sub, E)
 
@@ -233,9 +239,6 @@ def test_bond_mask_before_any_epoch(yuma3):
   rng = np.random.default_rng(19)
   sub = random_subnet(rng, yuma3=yuma3, liquid=False, beta=U16, block=5)
   reg = jnp.asarray([0, 1, 0, 2, 0, 1], jnp.int64)
-  sub = sub.replace(registered_at_N=reg, last_update_N=reg + 3, last_epoch_block=jnp.asarray(0),
-                    bonds_NxN=jnp.full((N, N), 30000, jnp.int32) * sub.in_use_N[:, None]
-                    * sub.in_use_N[None, :], has_bond_NxN=sub.in_use_N[:, None]
-                    & sub.in_use_N[None, :])
+  sub = with_full_bonds(sub, reg, reg + 3, last_epoch_block=0)
   assert int(sub.block) - int(sub.hyper.tempo) < 0
   check_epoch(sub, E)
