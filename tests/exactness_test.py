@@ -141,6 +141,49 @@ def test_alpha_zero_with_no_old_bonds_pays_no_dividends():
     np.testing.assert_array_equal(out.bonds_NxN, 0)
 
 
+# --- bonds_moving_average > 1e6: alpha < 0, the sparse EMA keeps positive entries only -------
+
+def _colnorm(m):
+  s = m.sum(0)
+  return np.where(s > 0, m / np.where(s > 0, s, 1), 0.0)
+
+
+@pytest.mark.parametrize("yuma3", [False, True])
+def test_negative_alpha_keeps_only_positive_ema_entries(yuma3):
+  """bma = 2e6 gives alpha = -1; entries of alpha dB + (1 - alpha) B that turn negative are dropped.
+
+  Validators 0 and 1 swap servers: each old bond sits on the server the validator has left, so
+  the EMA of the new weights is negative where it has moved to (docs/chain.md §1.10, the chain's
+  `mat_ema_sparse`). Dividends and stored bonds are checked against the rule written here in NumPy
+  from the epoch's own incentive and active stake; without the drop, dividends would go negative.
+  """
+  hyper = ledger.Hyper.create(tempo=10, bonds_moving_average=2_000_000, kappa=0, bonds_penalty=0,
+                              yuma3_enabled=yuma3)
+  old = np.zeros((4, 4), np.int64)
+  old[0, 2] = old[1, 3] = 65535
+  w = np.zeros((4, 4), np.int64)
+  w[0, 3] = w[1, 2] = 65535
+  sub = make_subnet([3.0, 1.0, 0.0, 0.0], [True, True, False, False], weights=w, bonds=old,
+                    hyper=hyper)
+  _, out = _epoch(sub, jnp.int64(10**9))
+  a, I = np.asarray(out.active_stake_N)[:4], np.asarray(out.incentive_N)[:4]
+  W = w / 65535.0
+  if yuma3:
+    pre = -1.0 * W + 2.0 * old / 65535.0
+    Bn = np.maximum(pre, 0)
+    D = a * (_colnorm(Bn) @ I)
+    stored = np.floor(65535 * np.clip(Bn, 0, 1))
+  else:
+    pre = -1.0 * _colnorm(a[:, None] * W) + 2.0 * _colnorm(old.astype(float))
+    Bn = _colnorm(np.maximum(pre, 0))
+    D = Bn @ I
+    stored = np.floor(65535 * Bn / np.where(Bn.max(0) > 0, Bn.max(0), 1))
+  assert (pre < 0).any() and I[2] != I[3]  # the rule decides the outcome here
+  np.testing.assert_allclose(np.asarray(out.dividends_N)[:4], D / D.sum(), rtol=0, atol=1e-12)
+  assert (np.asarray(out.dividends_N) >= 0).all()
+  np.testing.assert_array_equal(np.asarray(out.bonds_NxN)[:4, :4], stored)
+
+
 # --- equal clipped weights store equal bonds -------------------------------------------------
 
 @pytest.mark.parametrize("yuma3", [False, True])

@@ -338,7 +338,9 @@ class Oracle:
     recent = np.array([t0 <= self.reg[j] for j in uids])
     Bq = np.where(recent[None, :], 0, self.bonds[:n, :n])
     bma = int(h["bonds_moving_average"])
-    alpha = Fraction(1_000_000 - bma, 1_000_000) if bma <= 1_000_000 else Fraction(0)
+    # above 1e6 alpha < 0 and the chain's sparse EMA keeps only positive entries (SPEC 1.10 as
+    # the chain's mat_ema_sparse implements it)
+    alpha = Fraction(1_000_000 - bma, 1_000_000)
     if not h["yuma3_enabled"]:
       dB = _colnorm(a[:, None] * Wb)
       if alpha == 0:
@@ -347,7 +349,7 @@ class Oracle:
         Bn = dB
       else:
         Bn = float(alpha) * dB + float(1 - alpha) * _colnorm(Bq.astype(np.float64))
-      Bn = _colnorm(Bn)
+      Bn = _colnorm(np.maximum(Bn, 0.0))
       D = _normalize(Bn @ I)
       if alpha == 0:                      # exact: floor(65535 Bq / colmax Bq)
         cm = Bq.max(axis=0)
@@ -376,7 +378,7 @@ class Oracle:
           Bn = Wb.copy()
           stored = _q16(Bn)
         else:
-          Bn = float(alpha) * Wb + float(1 - alpha) * B0
+          Bn = np.maximum(float(alpha) * Wb + float(1 - alpha) * B0, 0.0)
           stored = _q16(Bn)
       tb = _colnorm(Bn) @ I
       D = _normalize(a * tb)

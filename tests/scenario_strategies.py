@@ -45,8 +45,11 @@ def hyperparameters(draw, n: int, cap: int, exclude: frozenset) -> dict:
       "tempo": _ends(tempo_lo, tempo_hi, 360, 10, 1),
       "activity_cutoff_factor_milli": _ends(1000, 50000, 13889),
       "kappa": _ends(0, U16, 32767, 32768, 21845),
-      "bonds_moving_average": _ends(0, 999_999 if "alpha_zero_exact" in exclude else 1_000_000,
-                                    900000, 975000),
+      # up to 2e6 (alpha down to -1): the negative-alpha rule, in the range where a float64
+      # replay stays within a rao of the chain (docs/chain.md §1.10)
+      "bonds_moving_average": st.one_of(
+          _ends(0, 999_999 if "alpha_zero_exact" in exclude else 1_000_000, 900000, 975000),
+          st.integers(1_000_001, 2_000_000)),
       "bonds_penalty": _ends(0, U16, 32767),
       "yuma3_enabled": st.booleans(),
       "liquid_alpha_enabled": st.booleans(),

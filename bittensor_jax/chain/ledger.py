@@ -48,6 +48,8 @@ MAX_BLOCK = 2**62
 MAX_RAO = I64_MAX
 # Stake is a float64 weight; the chain holds it as u64 rao, so no uid can hold more than u64 max.
 MAX_STAKE = float(U64_MAX)
+# BondsMovingAverage / 10^6 must fit I32F32 (integer part below 2^31) for the chain's alpha.
+BMA_MAX = 2**31 * 10**6 - 1
 
 # Hyperparameters (docs/chain.md §6, docs/scenario_format.md): name -> (default, lowest, highest).
 # Validation follows the chain's storage type of each value (the comment on each line), not the
@@ -60,11 +62,11 @@ HYPER_SPEC: dict[str, tuple[Any, float, float]] = {
     "tempo": (360, 0, U16_MAX),                              # u16 Tempo
     "activity_cutoff_factor_milli": (13889, 0, 2**32 - 1),   # u32 ActivityCutoffFactorMilli
     "kappa": (32767, 0, U16_MAX),                            # u16 Kappa
-    # u64 BondsMovingAverage, accepted up to 10^6 only: alpha = 1 - bma/10^6 is the EMA weight of
-    # the new bonds, and above 10^6 it is negative. Root may store such a value; the chain's
-    # sparse EMA then drops the negative entries, which the epoch here does not model (it would
-    # return negative dividends), so such a value is refused rather than simulated wrongly.
-    "bonds_moving_average": (900000, 0, 1_000_000),
+    # u64 BondsMovingAverage: alpha = 1 - bma/10^6 is the EMA weight of the new bonds. Above 10^6
+    # alpha is negative: the chain's sparse EMA then keeps only the positive entries (docs/chain.md
+    # §1.10), as the epoch here does. Accepted below 2^31 * 10^6, where bma/10^6 fits the chain's
+    # I32F32; above it the chain's conversion saturates in one bond path and wraps in the other.
+    "bonds_moving_average": (900000, 0, BMA_MAX),
     "bonds_penalty": (U16_MAX, 0, U16_MAX),                  # u16 BondsPenalty
     "yuma3_enabled": (False, 0, 1),                          # bool Yuma3On
     "liquid_alpha_enabled": (False, 0, 1),                   # bool LiquidAlphaOn

@@ -166,7 +166,8 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
     keep_c = jnp.where(use, 1 - alpha_col, keep_fixed)[None, :]
   else:
     alpha_c, keep_c = alpha_fixed, keep_fixed
-  Bn_c = K.col_normalize(alpha_c * dB + keep_c * B_old)
+  # bma > 1e6 makes alpha < 0: the chain's sparse EMA keeps only positive entries (§1.10)
+  Bn_c = K.col_normalize(jnp.maximum(alpha_c * dB + keep_c * B_old, 0))
   D_c = K.normalize(Bn_c @ I_N)
   store_c = K.q16(K.col_max_upscale(Bn_c))
 
@@ -179,7 +180,7 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
   alpha_e = jnp.clip(lo + (hi - lo) / (1 + jnp.exp(x)), lo, hi)
   liquid = h.liquid_alpha_enabled & (C_N != 0).any()
   Bn_liquid = K.mat_ema_alpha_sparse(Wb, Mb, B0, alpha_e)
-  Bn_fixed = alpha_fixed * Wb + keep_fixed * B0
+  Bn_fixed = jnp.maximum(alpha_fixed * Wb + keep_fixed * B0, 0)  # alpha < 0: positives only
   Bn_3 = jnp.where(liquid, Bn_liquid, Bn_fixed)
   D_3 = K.normalize(a_N * (K.col_normalize(Bn_3) @ I_N))
   store_3 = K.q16(Bn_3)
