@@ -30,12 +30,15 @@ def normalize(x):
 
 def spec_bonds_and_split(sub, out, emission, variant="current"):
   """(bonds, has_bond, dividends, server, validator, emission amounts) by SPEC.md 1.9-1.11;
-  `variant="liquid_alpha_v1"`: classic bonds with the per-column alpha of SPEC.md 2.2."""
+  `variant="liquid_alpha_v1"`: classic bonds with the per-column alpha of SPEC.md 2.2;
+  `variant="yuma1_2023"`: SPEC.md 2.1 (no owner exception, bonds penalty 1, the bond mask is the
+  outdated matrix u_i <= r_j)."""
   g = lambda x: np.asarray(x)
   h = {k: g(v) for k, v in vars(sub.hyper).items()}
   in_use, b = g(sub.in_use_N), int(sub.block)
   both = in_use[:, None] & in_use[None, :]
-  owner = (np.arange(N) == h["subnet_owner_uid"]) & in_use
+  legacy = variant == "yuma1_2023"
+  owner = (np.arange(N) == h["subnet_owner_uid"]) & in_use & (not legacy)
   # 1.6 weights (old permits, owner forced; self-weight only for the owner; outdated entries)
   p = (g(sub.permit_N) & in_use) | owner
   eye = np.eye(N, dtype=bool)
@@ -48,15 +51,17 @@ def spec_bonds_and_split(sub, out, emission, variant="current"):
   # 1.8 clip, 1.9 bonds penalty with the sparse presence of interpolate_sparse
   Wc = np.minimum(W, C[None, :])
   Mc = M & ~((W > C[None, :]) & (C[None, :] <= 0))
-  beta = float(h["bonds_penalty"]) / U16
+  beta = 1.0 if legacy else float(h["bonds_penalty"]) / U16
   Wb = W + beta * (Wc - W)
   Mb = M if beta == 0 else Mc if beta == 1 else Wb > 0
   # 1.10 old bonds masked: columns registered since the previous epoch interval started
   last = int(sub.last_epoch_block)
   t0 = last + 1 if last != 0 else max(b - int(h["tempo"]), 0)
   keep = g(sub.has_bond_NxN) & ~(t0 <= g(sub.registered_at_N))[None, :] & both
+  if legacy:
+    keep = g(sub.has_bond_NxN) & ~outdated & both
   Bq = np.where(keep, g(sub.bonds_NxN), 0).astype(float)
-  alpha = 1 - float(h["bonds_moving_average"]) / 1e6
+  alpha = 1 - float(h["bonds_moving_average"]) / 1e6  # < 0 above 1e6: positive entries only
   if variant == "liquid_alpha_v1" and bool(h["liquid_alpha_enabled"]):
     c_lo, c_hi = np.quantile(C[in_use], [0.25, 0.75])  # linear interpolation, over n values
     if c_hi > c_lo:
@@ -64,8 +69,8 @@ def spec_bonds_and_split(sub, out, emission, variant="current"):
       logit = lambda x: np.log(1 / x - 1)
       slope = (logit(hi) - logit(lo)) / (c_lo - c_hi)
       alpha = np.clip(1 / (1 + np.exp(logit(lo) + slope * c_lo - slope * C)), lo, hi)[None, :]
-  if variant == "liquid_alpha_v1" or not bool(h["yuma3_enabled"]):  # (A) classic
-    Bs = colnorm(alpha * colnorm(a[:, None] * Wb) + (1 - alpha) * colnorm(Bq))
+  if variant != "current" or not bool(h["yuma3_enabled"]):  # (A) classic
+    Bs = colnorm(np.maximum(alpha * colnorm(a[:, None] * Wb) + (1 - alpha) * colnorm(Bq), 0))
     D = normalize(Bs @ I)
     mx = Bs.max(0, keepdims=True)
     store = np.floor(U16 * np.where(mx != 0, Bs / np.where(mx != 0, mx, 1), 0))
@@ -78,7 +83,7 @@ def spec_bonds_and_split(sub, out, emission, variant="current"):
       al = np.clip(lo + (hi - lo) / (1 + np.exp(x)), lo, hi)
       Bs = np.where(Mb, np.minimum(1, (1 - al) * B0 + np.maximum(al * Wb, 0)), 0)
     else:
-      Bs = alpha * Wb + (1 - alpha) * B0
+      Bs = np.maximum(alpha * Wb + (1 - alpha) * B0, 0)
     D = normalize(a * (colnorm(Bs) @ I))
     store = np.floor(U16 * np.clip(Bs, 0, 1))
   # rows persisted: new permit -> new row; lost permit -> cleared; else unchanged
@@ -95,7 +100,14 @@ def spec_bonds_and_split(sub, out, emission, variant="current"):
   else:
     fallback = a if a.sum() > 0 else S
     server, validator, combined = np.zeros(N), fallback, fallback
-  amount = lambda x: np.floor(x * float(emission)).astype(np.int64)
+  # floor(x E), snapping a value within 8 ulps below an integer up to it: the chain's I32F32
+  # shares of I and D sum to 1 less a few 2^-32, so x = 1/2 in floats (from a sum of 2 + 1 ulp)
+  # is above 1/2 on chain (kernels.py rule 3)
+  def amount(x):
+    y = x * float(emission)
+    up = np.ceil(y)
+    return np.where(up - y <= 8 * np.finfo(float).eps * np.maximum(np.abs(y), 1), up,
+                    np.floor(y)).astype(np.int64)
   return bonds, has, D, amount(server), amount(validator), amount(combined)
 
 
@@ -104,7 +116,8 @@ def random_subnet(rng, *, yuma3, liquid, beta, block=100):
   stake = rng.integers(1, 10**6, n) * (rng.random(n) < 0.8)
   hyper = ledger.Hyper.create(tempo=10, yuma3_enabled=yuma3, liquid_alpha_enabled=liquid,
                               bonds_penalty=beta, max_allowed_validators=int(rng.integers(1, n + 1)),
-                              bonds_moving_average=int(rng.choice([900000, 500000, 975000])),
+                              bonds_moving_average=int(rng.choice([900000, 500000, 975000,
+                                                                   1_500_000])),
                               subnet_owner_uid=int(rng.choice([ledger.NO_OWNER, 0])))
   sub = ledger.subnet_from_neurons(stake, rng.integers(80, 100, n), rng.integers(85, 101, n),
                                    rng.random(n) < 0.7, capacity=N, hyper=hyper, block=block)
@@ -139,7 +152,8 @@ def check_epoch(sub, emission, variant="current"):
 @pytest.mark.parametrize("yuma3,liquid,variant", [(False, False, "current"),
                                                    (True, False, "current"),
                                                    (True, True, "current"),
-                                                   (False, True, "liquid_alpha_v1")])
+                                                   (False, True, "liquid_alpha_v1"),
+                                                   (False, False, "yuma1_2023")])
 def test_bonds_and_split_follow_the_rules_over_two_epochs(yuma3, liquid, variant):
   rng = np.random.default_rng(7 + 3 * yuma3 + liquid)
   for k in range(12):
