@@ -29,6 +29,20 @@ def initialize(coordinator_address: str, num_processes: int, process_id: int,
                              num_processes=num_processes, process_id=process_id)
 
 
+def finish() -> None:
+  """Leaves a multi-process runtime cleanly: waits for every process, then shuts down.
+
+  Without the barrier a process that finishes first (e.g. one that writes no files) tears down its
+  gloo connections while the others still use them, and both abort (SIGABRT). A no-op for one
+  process.
+  """
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  multihost_utils.sync_global_devices("bittensor_jax.distributed.finish")
+  jax.distributed.shutdown()
+
+
 def global_put(tree, shardings):
   """Places host values (identical on every process) as global arrays with the given shardings.
 

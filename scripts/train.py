@@ -45,6 +45,7 @@ def main(argv):
     with config.unlocked():
       config.network.data_dir = FLAGS.data_dir
   loop.train_and_evaluate(config, workdir)
+  distributed.finish()  # every process leaves together (many hosts), else gloo aborts
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def main():
   if pid == 0:
     np.savez(out, local_shards=local, **{f"m_{k}": v for k, v in metrics.items()},
              **{f"p_{i}": v for i, v in enumerate(jax.tree.leaves(params))})
-  jax.distributed.shutdown()
+  distributed.finish()
 
 
 if __name__ == "__main__":
