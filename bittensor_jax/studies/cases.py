@@ -50,10 +50,14 @@ EMISSION_PER_EPOCH, VALIDATOR_RATIO, TOTAL_STAKE = 100.0, 0.41, 1e6
 
 
 class Case(NamedTuple):
+  """One case: stake and weights per epoch, [YS] case number, bond reset and incentive rule."""
   name: str
   stake_ExV: np.ndarray
   weights_ExVxK: np.ndarray
   note: str
+  ys: int = 0                             # [YS] case number (SPEC §8 "Cases" table)
+  reset: tuple[int, int] | None = None    # (epoch, server): bond column zeroed before that epoch
+  winner_takes_all: bool = False          # [YS] server-side WTA incentive (`winner_takes_all`)
 
 
 def _one_hot(server: int, k: int = N_SERVERS) -> np.ndarray:
@@ -76,28 +80,79 @@ def _switching(name: str, move_epoch: dict[int, int], stake=(0.8, 0.1, 0.1), not
   return Case(name, np.tile(np.asarray(stake, float), (epochs, 1)), W, note)
 
 
+S1, S2 = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
+NOTES: dict[int, str] = {5: "", 6: "", 7: "", 8: "", 12: "", 13: "", 19: "", 20: "", 21: "", 22: ""}
+
+
+def _scheduled(name: str, ys: int, rows, stake=(0.8, 0.1, 0.1), note: str = "",
+               epochs: int = EPOCHS, **kw) -> Case:
+  """A case whose weights are `rows(e)`: the three validator rows (server weights) at epoch e."""
+  W = np.array([np.asarray(rows(e), float) for e in range(epochs)]).reshape(epochs, 3, N_SERVERS)
+  return Case(name, np.tile(np.asarray(stake, float), (epochs, 1)), W, note, ys, **kw)
+
+
+def _noisy_weights(epochs: int, true_perf, sds, per_server_draws: bool,
+                   seed: int = 42) -> np.ndarray:
+  """[YS] `_get_shared_weights_epochs` / `_get_shared_3server_weights_epochs`: each validator
+  scores the servers' true performance plus Gaussian noise (standard deviation per validator),
+  clamped to [0, 1], rows normalized. Each draw has its own seed, seed + i * epochs + e, with i
+  the (validator, server) pair when `per_server_draws` (two servers) or the validator (three), as
+  [YS]; the draws are numpy's (PCG64), not torch's, so the values differ from [YS]'s."""
+  k = len(true_perf)
+  W = np.zeros((epochs, 3, N_SERVERS))
+  for e in range(epochs):
+    for v, sd in enumerate(sds):
+      if per_server_draws:
+        noise = [np.random.default_rng(seed + (k * v + j) * epochs + e).normal(0, sd)
+                 for j in range(k)]
+      else:
+        noise = np.random.default_rng(seed + v * epochs + e).normal(0, sd, k)
+      W[e, v, :k] = np.clip(np.asarray(true_perf) + noise, 0, 1)
+  return W / W.sum(-1, keepdims=True)
+
+
+def _client_wta(W_ExVxK: np.ndarray) -> np.ndarray:
+  """Client-side winner-takes-all: each validator puts all its weight on its best server."""
+  return (np.arange(W_ExVxK.shape[-1]) == W_ExVxK.argmax(-1)[..., None]).astype(float)
+
+
 def library(epochs: int = EPOCHS) -> list[Case]:
-  """The cases (see the module docstring)."""
+  """The 22 cases of [YS] (SPEC §8 "Cases"), in [YS] order (see the module docstring)."""
   never = epochs + 1
   cases = [
       _switching("kappa_moves_first", {0: 1, 1: 2, 2: 3}, note="A (0.8) moves first, C last",
-                 epochs=epochs),
+                 epochs=epochs)._replace(ys=1),
       _switching("kappa_moves_second", {0: 2, 1: 1, 2: 3}, note="B leads, A follows, C last",
-                 epochs=epochs),
-      _switching("kappa_moves_third", {0: 3, 1: 1, 2: 2}, note="B, then C, then A", epochs=epochs),
-      _switching("all_switch", {0: 1, 1: 1, 2: 1}, note="all move at epoch 1", epochs=epochs),
+                 epochs=epochs)._replace(ys=2),
+      _switching("kappa_moves_third", {0: 3, 1: 1, 2: 2}, note="B, then C, then A",
+                 epochs=epochs)._replace(ys=3),
+      _switching("all_switch", {0: 1, 1: 1, 2: 1}, note="all move at epoch 1",
+                 epochs=epochs)._replace(ys=4),
+      _scheduled("kappa_moves_second_then_third", 5,
+                 lambda e: ([S1] * 3 if e == 0 else [S1, S2, S2] if e == 1 else
+                            [S2] * 3 if e <= 20 else [S2, S1, S2] if e == 21 else
+                            [S2, S1, S1] if e == 22 else [S1] * 3),
+                 note=NOTES[5], reset=(20, 1), epochs=epochs),
+      _scheduled("kappa_moves_second_then_all_switch", 6,
+                 lambda e: ([S1] * 3 if e == 0 else [S1, S2, S1] if e == 1 else
+                            [S2, S2, S1] if e == 2 else [S2] * 3 if e <= 20 else [S1] * 3),
+                 note=NOTES[6], reset=(21, 0), epochs=epochs),
+      _scheduled("big_moves_late_then_one_small_late", 7,
+                 lambda e: ([S1] * 3 if e == 0 else [S1, S2, S2] if e == 1 else
+                            [S2] * 3 if e <= 20 else [S2, S2, S1] if e == 21 else [S1] * 3),
+                 note=NOTES[7], reset=(21, 0), epochs=epochs),
       _switching("copier_moves_late", {0: 2, 1: 1, 2: 1}, back={0: 22, 1: 21, 2: 21},
-                 note="B, C lead twice (to S2 at e1, back to S1 at e21); A copies one epoch "
-                      "late; no bond reset", epochs=epochs),
+                 note=NOTES[8], epochs=epochs)._replace(ys=8, reset=(20, 1)),
       _switching("kappa_delayed", {0: 10, 1: 1, 2: 1}, note="A stays on S1 until e10",
-                 epochs=epochs),
+                 epochs=epochs)._replace(ys=10),
       _switching("one_epoch_switch", {0: never, 1: never, 2: 20}, back={0: never, 1: never,
                                                                          2: 21},
-                 stake=(0.33, 0.33, 0.34), note="C weights S2 at e20 only", epochs=epochs),
+                 stake=(0.33, 0.33, 0.34), note="C weights S2 at e20 only",
+                 epochs=epochs)._replace(ys=14),
   ]
   merged = _switching("merged_validators", {0: 2, 1: 1, 2: 3},
                       note="kappa_moves_second weights; C's stake merges into B from e6",
-                      epochs=epochs)
+                      epochs=epochs)._replace(ys=9)
   stake = merged.stake_ExV.copy()
   stake[6:] = (0.8, 0.2, 0.0)
   cases.append(merged._replace(stake_ExV=stake))
@@ -105,16 +160,45 @@ def library(epochs: int = EPOCHS) -> list[Case]:
   W[:, 0, :2], W[:, 1, :2], W[:, 2, :2] = (0.3, 0.7), (0.6, 0.4), (0.61, 0.39)
   W[20:, 2, :2] = (0.3, 0.61)
   cases.append(Case("clipping_demo", np.tile([0.49, 0.49, 0.02], (epochs, 1)), W,
-                    "stakes 0.49/0.49/0.02; C changes to [0.3, 0.61] at e20"))
-  for share in (0.25, 0.5, 0.75, 0.9):
+                    "stakes 0.49/0.49/0.02; C changes to [0.3, 0.61] at e20", 11))
+  lo, hi = (0.999, 0.001, 0.0), (0.001, 0.999, 0.0)
+  cases.append(_scheduled(
+      "small_supports_alt_miner", 12,
+      lambda e: [S1, lo, S1] if e == 0 or e > 20 else [S2, hi, S2],
+      note=NOTES[12], reset=(20, 1), epochs=epochs))
+  half = (0.5, 0.5, 0.0)
+  cases.append(_scheduled(
+      "big_on_s2_smalls_on_s1", 13, lambda e: [S2, half, S2] if e <= 20 else [S2, half, half],
+      note=NOTES[13], reset=(20, 0), epochs=epochs))
+  for ys, share in zip((15, 16, 17, 18), (0.25, 0.5, 0.75, 0.9)):
     W = np.zeros((epochs, 3, N_SERVERS))
     move = {0: 2, 1: 1, 2: 3}
     for v in range(3):
       for e in range(epochs):
         W[e, v] = (0, 1 - share, share) if e >= move[v] else (1 - share, 0, share)
     cases.append(Case(f"stable_miner_{round(100 * share)}", np.tile([0.8, 0.1, 0.1], (epochs, 1)),
-                      W, f"server 3 keeps {share:g} of every row; A moves second"))
-  return cases
+                      W, f"server 3 keeps {share:g} of every row; A moves second", ys))
+  two = _noisy_weights(epochs, (0.6, 0.55), (0.05, 0.15, 0.15), per_server_draws=True)
+  three = _noisy_weights(epochs, (0.30, 0.35, 0.40), (0.05, 0.10, 0.10), per_server_draws=False)
+  for ys, name, W, stake, wta in (
+      (19, "client_side_wta", _client_wta(two), (0.49, 0.49, 0.02), False),
+      (20, "server_side_wta", two, (0.49, 0.49, 0.02), True),
+      (21, "client_side_wta_3_servers", _client_wta(three), (0.34, 0.33, 0.33), True),
+      (22, "server_side_wta_3_servers", three, (0.34, 0.33, 0.33), True)):
+    cases.append(Case(name, np.tile(np.asarray(stake), (epochs, 1)), W, NOTES[ys], ys,
+                      winner_takes_all=wta))
+  return sorted(cases, key=lambda c: c.ys)
+
+
+def schedule(cases: list[Case]) -> tuple[np.ndarray, np.ndarray]:
+  """(reset_CxExK, winner_takes_all_C): each case's bond resets (a reset epoch past the run's end
+  never happens) and incentive rule, stacked like `stack`."""
+  C, E = len(cases), cases[0].weights_ExVxK.shape[0]
+  reset = np.zeros((C, E, N_SERVERS), bool)
+  for c, case in enumerate(cases):
+    if case.reset is not None and case.reset[0] < E:
+      reset[c, case.reset[0], case.reset[1]] = True
+  return reset, np.array([c.winner_takes_all for c in cases])
 
 
 def stack(cases: list[Case]) -> tuple[np.ndarray, np.ndarray]:
@@ -130,23 +214,26 @@ def chain_hyper(params: variants.Params, name: str, n_validators: int):
       tempo=1, kappa=u16(params.kappa), bonds_penalty=round(params.bonds_penalty * 65535),
       bonds_moving_average=round((1 - params.alpha) * 1e6),
       yuma3_enabled=name != "chain_classic", liquid_alpha_enabled=name == "chain_yuma3_liquid",
+      bonds_reset_enabled=True,
       alpha_low=round(params.alpha_low * 65535), alpha_high=round(params.alpha_high * 65535),
       alpha_sigmoid_steepness=round(params.steepness * 100),
       max_allowed_validators=n_validators)
 
 
 @functools.partial(jax.jit, static_argnames=("n_validators",))
-def _chain_run(subnet, stake_ExV, weights_ExVxK, *, n_validators: int):
-  """The chain's epoch over E epochs: each step sets every validator's weights, then one epoch."""
+def _chain_run(subnet, stake_ExV, weights_ExVxK, reset_ExK, *, n_validators: int):
+  """The chain's epoch over E epochs: each step sets every validator's weights, resets the bond
+  columns due (the rule of `chain.reset_bonds`, gated by `bonds_reset_enabled`), then one epoch."""
   from bittensor_jax.chain import yuma  # pylint: disable=import-outside-toplevel
   V = n_validators
   N = subnet.in_use_N.shape[-1]
 
   def body(sub, x):
-    stake_V, W_VxK = x
+    stake_V, W_VxK, reset_K = x
     W_VxN = jnp.zeros((V, N), jnp.float64).at[:, V:].set(W_VxK)
     q_VxN = K.max_upscale_u16(W_VxN)
     block = sub.block + 1
+    sub = reset_bond_columns(sub, jnp.zeros((N,), bool).at[V:].set(reset_K))
     sub = sub.replace(
         block=block,
         stake_N=sub.stake_N.at[:V].set(stake_V * 1e6),
@@ -156,12 +243,22 @@ def _chain_run(subnet, stake_ExV, weights_ExVxK, *, n_validators: int):
     sub, out = yuma.epoch(sub, jnp.asarray(10**9, jnp.int64))
     return sub, (out.dividends_N[:V], out.incentive_N[V:], out.consensus_N[V:])
 
-  _, (D, I, C) = jax.lax.scan(body, subnet, (stake_ExV, weights_ExVxK))
+  _, (D, I, C) = jax.lax.scan(body, subnet, (stake_ExV, weights_ExVxK, reset_ExK))
   return D, I, C
 
 
-def run_chain(name: str, stake_CxExV, weights_CxExVxK, params: variants.Params):
-  """A chain variant over every case: dividends_CxExV and incentive_CxExK."""
+def reset_bond_columns(subnet, reset_N):
+  """`chain.reset_bonds` for every uid in the bool mask `reset_N` at once, traceable: removes those
+  bond columns from every row when `hyper.bonds_reset_enabled` (else nothing changes)."""
+  col = reset_N[None, :] & subnet.hyper.bonds_reset_enabled
+  return subnet.replace(bonds_NxN=jnp.where(col, 0, subnet.bonds_NxN),
+                        has_bond_NxN=subnet.has_bond_NxN & ~col)
+
+
+def run_chain(name: str, stake_CxExV, weights_CxExVxK, params: variants.Params,
+              reset_CxExK=None):
+  """A chain variant over every case: dividends_CxExV and incentive_CxExK. The chain has no
+  server-side winner-takes-all: its incentive is always the normalized rank."""
   from bittensor_jax.chain import ledger  # pylint: disable=import-outside-toplevel
   C, E, V = stake_CxExV.shape
   Kn = weights_CxExVxK.shape[-1]
@@ -170,23 +267,43 @@ def run_chain(name: str, stake_CxExV, weights_CxExVxK, params: variants.Params):
       np.zeros(n), registered_at=np.ones(n, np.int64), last_update=np.ones(n, np.int64),
       validator_permit=np.arange(n) < V, hyper=chain_hyper(params, name, V), block=1)
   subs = jax.tree.map(lambda x: jnp.broadcast_to(x, (C,) + x.shape), sub)
+  if reset_CxExK is None:
+    reset_CxExK = np.zeros((C, E, Kn), bool)
   D, I, _ = jax.vmap(functools.partial(_chain_run, n_validators=V))(
-      subs, jnp.asarray(stake_CxExV), jnp.asarray(weights_CxExVxK))
+      subs, jnp.asarray(stake_CxExV), jnp.asarray(weights_CxExVxK), jnp.asarray(reset_CxExK))
   return np.asarray(D), np.asarray(I)
 
 
 @functools.partial(jax.jit, static_argnames=("name",))
-def _variant_run(name, stake_CxExV, weights_CxExVxK, params):
-  out = jax.vmap(lambda s, w: variants.run(name, s, w, params))(stake_CxExV, weights_CxExVxK)
+def _variant_run(name, stake_CxExV, weights_CxExVxK, params, reset_CxExK, wta_C):
+  out = jax.vmap(lambda s, w, r, t: variants.run(name, s, w, params._replace(winner_takes_all=t),
+                                                 reset_ExK=r))(
+                                                     stake_CxExV, weights_CxExVxK, reset_CxExK,
+                                                     wta_C)
   return out.dividends_V, out.incentive_K
 
 
-def run_variant(name: str, stake_CxExV, weights_CxExVxK, params: variants.Params):
-  """Any variant (chain or community) over every case: dividends_CxExV and incentive_CxExK."""
+def run_variant(name: str, stake_CxExV, weights_CxExVxK, params: variants.Params,
+                reset_CxExK=None, wta_C=None):
+  """Any variant (chain or community) over every case: dividends_CxExV and incentive_CxExK.
+
+  Args:
+    name: a key of ALL_VARIANTS.
+    stake_CxExV, weights_CxExVxK: the cases (`stack`).
+    params: the variant's parameters (`winner_takes_all` is taken from `wta_C`).
+    reset_CxExK: bond columns zeroed before each epoch (`schedule`); default none.
+    wta_C: server-side winner-takes-all per case (`schedule`); default off. The chain variants
+      ignore it (the chain has no such incentive).
+  """
+  C, E, _ = np.shape(stake_CxExV)
+  Kn = np.shape(weights_CxExVxK)[-1]
+  reset_CxExK = np.zeros((C, E, Kn), bool) if reset_CxExK is None else reset_CxExK
   if name in CHAIN_VARIANTS:
-    return run_chain(name, stake_CxExV, weights_CxExVxK, params)
+    return run_chain(name, stake_CxExV, weights_CxExVxK, params, reset_CxExK)
   variants.get(name)
-  D, I = _variant_run(name, jnp.asarray(stake_CxExV), jnp.asarray(weights_CxExVxK), params)
+  wta_C = np.zeros((C,), bool) if wta_C is None else wta_C
+  D, I = _variant_run(name, jnp.asarray(stake_CxExV), jnp.asarray(weights_CxExVxK), params,
+                      jnp.asarray(reset_CxExK), jnp.asarray(wta_C))
   return np.asarray(D), np.asarray(I)
 
 
@@ -210,10 +327,11 @@ def run(variant_names=ALL_VARIANTS, params: variants.Params = variants.Params(),
   """
   cases = library(epochs)
   stake, weights = stack(cases)
+  reset, wta = schedule(cases)
   rows, traces = [], {}
   for name in tqdm.tqdm(variant_names, desc="cases", unit="variant", file=sys.stderr,
                         disable=not progress):
-    D, _ = run_variant(name, stake, weights, params)
+    D, _ = run_variant(name, stake, weights, params, reset, wta)
     traces[name] = D
     for c, case in enumerate(cases):
       per_tao, rel = measures(D[c], stake[c])
