@@ -1,7 +1,7 @@
 """The community's scenario library ([YS] = bactensor/yuma-simulation `cases.py`), every variant.
 
-Three validators A, B, C (default stake 0.8 / 0.1 / 0.1) weight two servers (three in the
-stable-miner cases) for 40 epochs. Every case is stacked into arrays (stake_CxExV,
+Three validators A, B, C (default stake 0.8 / 0.1 / 0.1) weight two servers (three in cases
+15-18, 21 and 22) for 40 epochs. Every case is stacked into arrays (stake_CxExV,
 weights_CxExVxK; the two-server cases get a third, unweighted server) and each variant runs all
 cases in one `vmap`ped `lax.scan`:
 
@@ -17,11 +17,24 @@ Measures (as [YS] judges a result): dividends per 1000 TAO staked,
 100 per epoch to validators, 1e6 TAO staked; epochs where S_i = 0 count 0), and relative dividends
 D_i - S_i averaged over the epochs (>= 0: the validator earns at least its stake share).
 
-Cases ([YS] case numbers in brackets; the weights follow [YS], details we
-could not pin down are named in each case's note): kappa_moves_first [1], kappa_moves_second [2],
-kappa_moves_third [3], all_switch [4], copier_moves_late [8, without the bond reset],
-merged_validators [9], kappa_delayed [10], clipping_demo [11], one_epoch_switch [14],
-stable_miner_25/50/75/90 [15-18].
+Cases: the 22 of [YS] (SPEC §8 "Cases" table), [YS] numbers in brackets: kappa_moves_first [1],
+kappa_moves_second [2], kappa_moves_third [3], all_switch [4], kappa_moves_second_then_third [5],
+kappa_moves_second_then_all_switch [6], big_moves_late_then_one_small_late [7],
+copier_moves_late [8], merged_validators [9], kappa_delayed [10], clipping_demo [11],
+small_supports_alt_miner [12], big_on_s2_smalls_on_s1 [13], one_epoch_switch [14],
+stable_miner_25/50/75/90 [15-18], client_side_wta [19], server_side_wta [20],
+client_side_wta_3_servers [21], server_side_wta_3_servers [22]. The weights, epochs and reset
+points are [YS]'s; each case's note says what it sets up and where the outcome departs from SPEC.
+
+Bond resets (cases 5-8, 12, 13): the server's bond column is removed just before the epoch [YS]
+names. The chain variants apply the rule of the chain's `reset_bonds` extrinsic to the ledger
+(`reset_bond_columns`, with `bonds_reset_enabled` on); every community variant zeroes the column
+of its own bonds. [YS] itself resets only for "Yuma 2C" and "Yuma 3" (with or without liquid
+alpha); here every variant gets the same reset so the rows compare like with like.
+
+Server-side winner-takes-all (cases 20-22, [YS] `winner_takes_all`): the community variants pay
+the whole incentive to the server(s) of the largest rank; the chain has no such rule, so the
+chain variants run those cases with the chain's proportional incentive.
 
   python -m bittensor_jax.studies.cases --json --plots docs/studies
 """
@@ -81,7 +94,43 @@ def _switching(name: str, move_epoch: dict[int, int], stake=(0.8, 0.1, 0.1), not
 
 
 S1, S2 = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
-NOTES: dict[int, str] = {5: "", 6: "", 7: "", 8: "", 12: "", 13: "", 19: "", 20: "", 21: "", 22: ""}
+# What each case added from [YS] sets up, and what the variants make of it (40 epochs, the default
+# Params; SPEC §8 gives an expected outcome only for case 8 of these).
+NOTES: dict[int, str] = {
+    5: ("B, C lead to S2 (e1), A follows (e2); back to S1: B at e21, C at e22, A at e23; S2's "
+        "bonds reset before e20. Moving back before the 0.8-stake A is clipped: B ends below C "
+        "under every variant but capacity"),
+    6: ("B leads to S2 (e1), A follows (e2), C last (e3); all back to S1 at e21, S1's bonds reset "
+        "before e21. As kappa_moves_second: eager B >= lazy C under every variant"),
+    7: ("B, C lead to S2 (e1), A follows (e2); C alone moves back to S1 at e21, the rest at e22; "
+        "S1's bonds reset before e21. C, first back, ends lowest under the chain's and the "
+        "Yuma3 variants"),
+    8: ("B, C lead twice (to S2 at e1, back to S1 at e21); A copies one epoch late; S2's bonds "
+        "reset before e20. SPEC's 'the copier A should not profit' does not hold here except "
+        "for prev_weights and capacity: A holds 0.8 of the stake, so it *is* the kappa majority, "
+        "the leaders' new weights are clipped until A arrives, and A ends above its stake "
+        "share; the reset makes it worse under Yuma3 (B, C's old S2 bonds no longer outweigh "
+        "A's fresh ones when they leave at e21)"),
+    12: ("all switch S1 -> S2 at e1 and back at e21, but B keeps 0.001 on the other server "
+         "(S2's bonds reset before e20). The hedge costs B a little under every variant but "
+         "prev_weights, where it pays: at each switch the previous epoch's weights are clipped "
+         "to the new consensus, B's 0.001 is the only weight that survives, and B gets the "
+         "epoch's dividends"),
+    13: ("A, C weight S2, B splits 0.5/0.5 over S1 and S2; C splits too from e21; S1's bonds "
+         "reset before e20 (a no-op: S1 never has consensus, so nobody holds S1 bonds). The "
+         "half on S1 is clipped: B loses under every variant, C once it splits"),
+    19: ("stakes 0.49/0.49/0.02; seeded noisy scores of two servers (true 0.6 vs 0.55; noise "
+         "0.05 for A, 0.15 for B, C); client-side winner-takes-all (each row one-hot on its best "
+         "server). The noisy big B loses, strongly (classic -0.15)"),
+    20: ("case 19's noisy scores as proportional weights, server-side winner-takes-all "
+         "incentive (the chain variants have none: their rows are the proportional incentive). "
+         "The noisy B loses far less than under the client-side rule"),
+    21: ("stakes 0.34/0.33/0.33; three servers (true 0.30/0.35/0.40; noise 0.05 for A, 0.10 "
+         "for B, C); client-side winner-takes-all, and [YS] also turns on the server-side one. "
+         "When the three pick different servers no server has kappa support and no dividends "
+         "are paid, so D - S sums below 0"),
+    22: "case 21's noisy scores as proportional weights, server-side winner-takes-all",
+}
 
 
 def _scheduled(name: str, ys: int, rows, stake=(0.8, 0.1, 0.1), note: str = "",
