@@ -392,17 +392,24 @@ def run(variant_names=ALL_VARIANTS, params: variants.Params = variants.Params(),
 
 
 def write_plots(directory, rows: list[dict]) -> list:
+  """cases_relative_dividends.png and cases_dividends_per_1000_tao.png: a panel per case ([YS]
+  order), validators A, B, C, a bar per variant."""
   from bittensor_jax.studies import figures  # pylint: disable=import-outside-toplevel
-  labels = sorted({(r["case"], r["validator"]) for r in rows},
-                  key=lambda cv: ([c.name for c in library()].index(cv[0]), cv[1]))
-  names = list(dict.fromkeys(r["variant"] for r in rows))
+  by_ys = {c.name: c.ys for c in library()}
+  names = sorted({r["case"] for r in rows}, key=by_ys.__getitem__)
+  variant_names = list(dict.fromkeys(r["variant"] for r in rows))
+  validators = sorted({r["validator"] for r in rows})
+  index = {(r["case"], r["variant"], r["validator"]): r for r in rows}
   out = []
-  for key, ylabel in (("relative_dividends", "mean D - S"),
-                      ("dividends_per_1000_tao", "dividends per 1000 TAO (40 epochs)")):
-    series = {n: [next(r[key] for r in rows if r["variant"] == n and (r["case"], r["validator"])
-                       == cv) for cv in labels] for n in names}
-    out.append(figures.bar_table(directory / f"cases_{key}.png", key.replace("_", " "),
-                                 [f"{c}:{v}" for c, v in labels], series, ylabel))
+  for key, ylabel, title in (
+      ("relative_dividends", "mean D - S", "relative dividends D - S (mean over epochs)"),
+      ("dividends_per_1000_tao", "per 1000 TAO, 40 epochs", "dividends per 1000 TAO staked")):
+    series = {v: np.array([[index[(c, v, a)][key] for a in validators] for c in names])
+              for v in variant_names}
+    out.append(figures.case_panels(directory / f"cases_{key}.png",
+                                   f"{title}, per case and validator",
+                                   [f"{by_ys[c]}. {c}" for c in names], validators, series,
+                                   ylabel))
   return out
 
 
