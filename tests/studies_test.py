@@ -367,9 +367,10 @@ def test_each_variants_ledger_form_is_its_dense_form():
                       alpha_high=30000 / 65535, steepness=float(h.alpha_sigmoid_steepness) / 100)
   stake_V = jnp.asarray([0.5, 0.3, 0.2]) * 1e6
   # B leads, A follows, C last; A keeps some weight on server 3, then B moves some there too
-  W_ExVxK = jnp.asarray([[[1, 0, 0], [1, 0, 0], [1, 0, 0]], [[.8, 0, .2], [0, 1, 0], [1, 0, 0]],
-                         [[0, .8, .2], [0, 1, 0], [1, 0, 0]], [[0, .8, .2], [0, .6, .4], [0, 1, 0]]],
-                        jnp.float64)
+  W_ExVxK = jnp.asarray([[[1, 0, 0], [1, 0, 0], [1, 0, 0]],
+                         [[.8, 0, .2], [0, 1, 0], [1, 0, 0]],
+                         [[0, .8, .2], [0, 1, 0], [1, 0, 0]],
+                         [[0, .8, .2], [0, .6, .4], [0, 1, 0]]], jnp.float64)
   for name in sorted(variants.CORES):
     out, want = _ledger_and_dense(name, sub, variant_epoch.init_state(sub), stake_V, W_ExVxK, p)
     tol = dict(rtol=1e-8, atol=1e-10, err_msg=name)

@@ -16,8 +16,8 @@ read from storage). Two front ends call the same core:
 
 Everything is built from the chain's kernels (`bittensor_jax.chain.kernels`): the consensus is
 `weighted_median_col` (SPEC §1.7), clipping `col_clip` (§1.8), the bonds penalty `interpolate`
-(§1.9), the Yuma3 EMA `mat_ema_alpha` and the liquid-alpha sigmoid of §1.10B. The `classic` core is
-the chain's §1.10A operation for operation, so its ledger form equals `chain.yuma.epoch` exactly
+(§1.9), the Yuma3 EMA `mat_ema_alpha` and the liquid-alpha sigmoid of §1.10B. The `classic` core
+is the chain's §1.10A operation for operation, so its ledger form equals `chain.yuma.epoch` exactly
 (`studies_test`). `cases.py` also runs the chain's own epochs (classic, Yuma3, Yuma3 with liquid
 alpha) through `chain.yuma.epoch` on a ledger.
 
