@@ -287,6 +287,7 @@ def _random_ledger(seed, n=7, cap=8, block=100):
   stake = rng.integers(0, 10**6, n).astype(float)
   stake[rng.random(n) < 0.25] = 0
   hyper = ledger.Hyper.create(tempo=10, bonds_penalty=int(rng.integers(0, 65536)),
+                              bonds_moving_average=int(rng.integers(0, 10**6 + 1)),
                               max_allowed_validators=int(rng.integers(1, n + 1)))
   sub = ledger.subnet_from_neurons(stake, rng.integers(0, 95, n), rng.integers(0, block, n),
                                    rng.random(n) < 0.7, capacity=cap, hyper=hyper, block=block)
