@@ -1,6 +1,7 @@
 """Tests of the incentive-mechanism studies: properties that follow from the definitions, on tiny
 networks and grids, plus one smoke test per CLI (JSON rows and files written)."""
 # pylint: disable=invalid-name
+import functools
 import json
 import os
 import pathlib
@@ -15,7 +16,7 @@ import pytest
 from bittensor_jax.chain import kernels as K
 from bittensor_jax.studies import cases
 from bittensor_jax.studies import consensus_guarantees as cg
-from bittensor_jax.studies import relaxation, variants, weight_copying
+from bittensor_jax.studies import relaxation, variant_epoch, variants, weight_copying
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 F32 = jnp.float32
@@ -273,3 +274,204 @@ def test_cli_bad_flag_exits_2(tmp_path):
                         "--grid_step", "0.3"], capture_output=True, text=True, env=env, cwd=ROOT,
                        timeout=300, check=False)
   assert res.returncode == 2 and "grid_step" in res.stderr
+
+
+# ---- the variants' chain interface (studies/variant_epoch.py) --------------------------------
+
+
+def _random_ledger(seed, n=7, cap=8, block=100):
+  """A classic-Yuma ledger with every mask in play: zero and sub-threshold stake, inactive and
+  re-registered uids, permits that change, an unused slot, stored weights and bonds."""
+  from bittensor_jax.chain import ledger  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  stake = rng.integers(0, 10**6, n).astype(float)
+  stake[rng.random(n) < 0.25] = 0
+  hyper = ledger.Hyper.create(tempo=10, bonds_penalty=int(rng.integers(0, 65536)),
+                              bonds_moving_average=int(rng.integers(0, 10**6 + 1)),
+                              max_allowed_validators=int(rng.integers(1, n + 1)))
+  sub = ledger.subnet_from_neurons(stake, rng.integers(0, 95, n), rng.integers(0, block, n),
+                                   rng.random(n) < 0.7, capacity=cap, hyper=hyper, block=block)
+  w, pres, bonds = (np.zeros((cap, cap), t) for t in (np.int32, bool, np.int32))
+  w[:n, :n] = rng.integers(0, 65536, (n, n))
+  pres[:n, :n] = rng.random((n, n)) < 0.6
+  bonds[:n, :n] = rng.integers(0, 65536, (n, n)) * (rng.random((n, n)) < 0.5)
+  return sub.replace(weights_NxN=jnp.asarray(w), has_weight_NxN=jnp.asarray(pres),
+                     bonds_NxN=jnp.asarray(bonds), has_bond_NxN=jnp.asarray(bonds > 0),
+                     last_epoch_block=jnp.asarray(block - 10))
+
+
+def _assert_trees_equal(a, b):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  for x, y in zip(la, lb):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_classic_through_the_chain_interface_is_the_chains_epoch():
+  from bittensor_jax.chain import yuma  # pylint: disable=import-outside-toplevel
+  step = variant_epoch.epoch_fn("classic")
+  for seed in range(2):
+    sub = _random_ledger(seed)
+    state = variant_epoch.init_state(sub)
+    for _ in range(3):  # later epochs read the bonds the earlier ones stored
+      want_sub, want = yuma.epoch(sub, 10**9)
+      got_sub, got, state = step(sub, 10**9, state)
+      _assert_trees_equal(got, want)
+      _assert_trees_equal(got_sub, want_sub)
+      sub = want_sub.replace(block=want_sub.block + 10)
+  with pytest.raises(ValueError, match="variant"):
+    variant_epoch.epoch_fn("yuma4")
+
+
+def test_classic_through_the_chain_interface_replays_a_scenario_file(chain_data, monkeypatch):
+  # Every epoch the replay runs goes through the chain's epoch and the classic variant, which
+  # must agree on the outputs and the ledger left behind (9 epochs of bonds EMA).
+  from bittensor_jax import replay  # pylint: disable=import-outside-toplevel
+  from bittensor_jax.chain import yuma  # pylint: disable=import-outside-toplevel
+  chain_epoch, seen = yuma.epoch, []
+
+  def both(sub, emission, **kw):
+    want = chain_epoch(sub, emission, **kw)
+    got_sub, got, _ = variant_epoch.epoch(sub, emission, variant_epoch.init_state(sub),
+                                          variant="classic")
+    _assert_trees_equal((got_sub, got), want)
+    seen.append(int(sub.block))
+    return want
+
+  monkeypatch.setattr(yuma, "epoch", both)
+  doc = replay.load(chain_data / "scenarios" / "bonds_ema_trace.json")
+  results = list(replay.run(doc))
+  for res in results:
+    replay.check(res)
+  assert len(seen) == len(results) > 1
+
+
+def _dense_ledger(hyper_kw):
+  from bittensor_jax.chain import ledger  # pylint: disable=import-outside-toplevel
+  V, n = 3, 6
+  return ledger.subnet_from_neurons(
+      np.zeros(n), registered_at=np.ones(n, np.int64), last_update=np.ones(n, np.int64),
+      validator_permit=np.arange(n) < V, block=1,
+      hyper=ledger.Hyper.create(tempo=1, max_allowed_validators=V, **hyper_kw))
+
+
+def test_each_variants_ledger_form_is_its_dense_form():
+  # A dense ledger (3 validators, all permitted and active, 3 servers): each epoch, the dense step
+  # fed the ledger's stored bonds (read as the ledger form reads them) and the same weights and
+  # stake gives the ledger form's consensus, incentive, dividends and bonds, up to the I32F32
+  # stake shares; the ledger stores those bonds as u16 (to within one unit).
+  V = 3
+  sub = _dense_ledger(dict(bonds_penalty=32768, alpha_low=9000, alpha_high=30000))
+  h = sub.hyper
+  p = variants.Params(kappa=float(K.u16_proportion(h.kappa, jnp.float64)),
+                      bonds_penalty=32768 / 65535, alpha=0.1, alpha_low=9000 / 65535,
+                      alpha_high=30000 / 65535, steepness=float(h.alpha_sigmoid_steepness) / 100)
+  stake_V = jnp.asarray([0.5, 0.3, 0.2]) * 1e6
+  # B leads, A follows, C last; A keeps some weight on server 3, then B moves some there too
+  W_ExVxK = jnp.asarray([[[1, 0, 0], [1, 0, 0], [1, 0, 0]],
+                         [[.8, 0, .2], [0, 1, 0], [1, 0, 0]],
+                         [[0, .8, .2], [0, 1, 0], [1, 0, 0]],
+                         [[0, .8, .2], [0, .6, .4], [0, 1, 0]]], jnp.float64)
+  for name in sorted(variants.CORES):
+    out, want = _ledger_and_dense(name, sub, variant_epoch.init_state(sub), stake_V, W_ExVxK, p)
+    tol = dict(rtol=1e-8, atol=1e-10, err_msg=name)
+    np.testing.assert_allclose(out.consensus_N[:, V:], want.consensus_K, **tol)
+    np.testing.assert_allclose(out.incentive_N[:, V:], want.incentive_K, **tol)
+    np.testing.assert_allclose(out.dividends_N[:, :V], want.dividends_V, **tol)
+    bonds = np.asarray(out.bonds_NxN)
+    stored = (K.q16(K.col_max_upscale(want.bonds_VxK)) if name in variants.READ_COLNORM
+              else K.q16(want.bonds_VxK))
+    np.testing.assert_allclose(bonds[:, :V, V:], stored, atol=1, err_msg=name)
+    assert (bonds[:, :, :V] == 0).all() and (bonds[:, V:] == 0).all()
+    assert bonds[-1].max() > 0 and np.asarray(out.dividends_N[-1]).sum() > 0.99
+
+
+@functools.partial(jax.jit, static_argnames=("name",))
+def _ledger_and_dense(name, sub, state, stake_V, W_ExVxK, p):
+  """Epochs of the ledger form, each next to the dense step on the same inputs (one compile)."""
+  V = stake_V.shape[0]
+
+  def body(carry, W_VxK):
+    sub, state = carry
+    block = sub.block + 1
+    q_VxK = K.max_upscale_u16(W_VxK)
+    sub = sub.replace(block=block, stake_N=sub.stake_N.at[:V].set(stake_V),
+                      weights_NxN=sub.weights_NxN.at[:V, V:].set(q_VxK),
+                      has_weight_NxN=sub.has_weight_NxN.at[:V, V:].set(q_VxK > 0),
+                      last_update_N=sub.last_update_N.at[:V].set(block))
+    Bq = sub.bonds_NxN[:V, V:].astype(jnp.float64)
+    B_read = K.col_normalize(Bq) if name in variants.READ_COLNORM else Bq / 65535
+    dense_state = variants.State(B_read, state.weights_NxN[:V, V:], state.consensus_N[V:],
+                                 state.started)
+    _, want = variants.dense_step(name, dense_state, stake_V, q_VxK.astype(jnp.float64), p)
+    sub, out, state = variant_epoch.epoch(sub, jnp.asarray(10**9, jnp.int64), state,
+                                          variant=name)
+    return (sub, state), (out, want)
+
+  _, (out, want) = jax.lax.scan(body, (sub, state), W_ExVxK)
+  return out, want
+
+
+# ---- the case library ------------------------------------------------------------------------
+
+
+def test_library_has_every_ys_case_with_valid_rows():
+  lib = cases.library()
+  assert sorted(c.ys for c in lib) == list(range(1, 23))
+  assert len({c.name for c in lib}) == len(lib) and all(c.note for c in lib)
+  for c in lib:
+    sums = c.weights_ExVxK.sum(-1)
+    assert (c.weights_ExVxK >= 0).all() and (sums <= 1 + 1e-9).all(), c.name
+    assert c.reset is None or 0 <= c.reset[1] < cases.N_SERVERS
+  reset, wta = cases.schedule(lib)
+  assert reset.sum() == sum(c.reset is not None for c in lib) and wta.sum() >= 2
+  # client-side winner-takes-all: every row one-hot; server-side: the same scores, proportional
+  by = {c.name: c for c in lib}
+  W = by["client_side_wta"].weights_ExVxK
+  assert set(np.unique(W)) == {0.0, 1.0}
+  np.testing.assert_array_equal(W.argmax(-1), by["server_side_wta"].weights_ExVxK.argmax(-1))
+
+
+def test_bond_reset_is_the_chains_reset_bonds():
+  from bittensor_jax import chain  # pylint: disable=import-outside-toplevel
+  sub = _random_ledger(7)
+  for enabled in (False, True):
+    s = sub.replace(hyper=sub.hyper.replace(bonds_reset_enabled=jnp.asarray(enabled)))
+    want, _ = chain.reset_bonds(s, 3)
+    _assert_trees_equal(cases.reset_bond_columns(s, jnp.arange(8) == 3), want)
+
+
+def test_dense_bond_reset_zeroes_the_column_before_the_epoch():
+  lib = [c for c in cases.library(epochs=22) if c.name == "copier_moves_late"]
+  stake, weights = cases.stack(lib)
+  reset, _ = cases.schedule(lib)
+  assert reset[0, 20, 1] and reset.sum() == 1
+  p = variants.Params()
+  got = variants.run("yuma3", jnp.asarray(stake[0]), jnp.asarray(weights[0]), p,
+                     reset_ExK=jnp.asarray(reset[0]))
+  step = jax.jit(variants.yuma3)
+  st = variants.init_state(3, cases.N_SERVERS, jnp.float64)
+  for e in range(22):
+    if e == 20:
+      st = st._replace(bonds_VxK=st.bonds_VxK.at[:, 1].set(0))
+    st, out = step(st, jnp.asarray(stake[0, e]), jnp.asarray(weights[0, e]), p)
+    np.testing.assert_allclose(got.dividends_V[e], out.dividends_V, atol=1e-12)
+  no_reset = variants.run("yuma3", jnp.asarray(stake[0]), jnp.asarray(weights[0]), p)
+  assert np.abs(np.asarray(no_reset.bonds_VxK[20] - got.bonds_VxK[20])).max() > 1e-3
+  # the chain variants: the reset changes Yuma3's dividends from epoch 20 on, not before
+  D, _ = cases.run_variant("chain_yuma3", stake, weights, p, reset)
+  D0, _ = cases.run_variant("chain_yuma3", stake, weights, p)
+  np.testing.assert_array_equal(D[:, :20], D0[:, :20])
+  assert np.abs(D[:, 20:] - D0[:, 20:]).max() > 1e-3
+
+
+def test_server_side_winner_takes_all_pays_the_top_rank_only():
+  lib = [c for c in cases.library(epochs=8) if c.name == "server_side_wta"]
+  stake, weights = cases.stack(lib)
+  reset, wta = cases.schedule(lib)
+  assert wta.all()
+  _, I = cases.run_variant("classic", stake, weights, variants.Params(), reset, wta)
+  _, I_prop = cases.run_variant("classic", stake, weights, variants.Params(), reset)
+  assert set(np.unique(I)) <= {0.0, 1.0} and np.allclose(I.sum(-1), 1)
+  np.testing.assert_array_equal(I.argmax(-1), I_prop.argmax(-1))
+  assert (I_prop.max(-1) < 1).all()

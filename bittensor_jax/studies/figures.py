@@ -110,3 +110,44 @@ def lines(path, title: str, x: np.ndarray, series: dict[str, np.ndarray], xlabel
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
   return _save(fig, pathlib.Path(path))
+
+
+def case_panels(path, title: str, panels: Sequence[str], groups: Sequence[str],
+                series: dict[str, np.ndarray], ylabel: str, ncols: int = 4) -> pathlib.Path:
+  """One small grouped-bar panel per case: a group per validator, a bar per series (variant).
+
+  Args:
+    path: the PNG to write.
+    title: the figure title.
+    panels: panel titles (one per case).
+    groups: group labels within a panel (the validators).
+    series: {variant: values[panel, group]}.
+    ylabel: the y label of the leftmost panels.
+    ncols: panels per row.
+  """
+  nrows = -(-len(panels) // ncols)
+  height = 2.5 * nrows + 1.0
+  fig = Figure(figsize=(4.2 * ncols, height))
+  width = 0.8 / max(1, len(series))
+  x = np.arange(len(groups))
+  colors = [f"C{k % 10}" if k < 10 else "k" for k in range(len(series))]
+  handles = []
+  for p, name in enumerate(panels):
+    ax = fig.add_subplot(nrows, ncols, p + 1)
+    for k, (label, vals) in enumerate(series.items()):
+      bars = ax.bar(x + k * width - 0.4 + width / 2, np.asarray(vals, float)[p], width,
+                    color=colors[k], label=label)
+      if p == 0:
+        handles.append(bars)
+    ax.set_xticks(x, groups, fontsize=8)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(name, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    if p % ncols == 0:
+      ax.set_ylabel(ylabel, fontsize=8)
+  fig.suptitle(title, y=1 - 0.05 / height, fontsize=12)
+  fig.legend(handles, list(series), loc="upper center", ncol=min(len(series), 6), fontsize=8,
+             bbox_to_anchor=(0.5, 1 - 0.35 / height))
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.85 / height))
+  return _save(fig, pathlib.Path(path))
