@@ -176,7 +176,7 @@ U64 = 2**64 - 1
     (lambda d: d["hyperparameters"].update(warp=1), "hyperparameters.warp"),
     (lambda d: d["hyperparameters"].update(kappa=70000), "hyperparameters.kappa"),
     (lambda d: d["hyperparameters"].update(tempo=65536), "hyperparameters.tempo"),
-    (lambda d: d["hyperparameters"].update(bonds_moving_average=1_000_001),
+    (lambda d: d["hyperparameters"].update(bonds_moving_average=ledger.BMA_MAX + 1),
      "hyperparameters.bonds_moving_average"),
     (lambda d: d["hyperparameters"].update(max_allowed_uids=1), "max_allowed_uids"),
     (lambda d: d["hyperparameters"].update(reveal_period_epochs=-1),
