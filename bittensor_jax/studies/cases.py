@@ -17,7 +17,7 @@ Measures (as [YS] judges a result): dividends per 1000 TAO staked,
 100 per epoch to validators, 1e6 TAO staked; epochs where S_i = 0 count 0), and relative dividends
 D_i - S_i averaged over the epochs (>= 0: the validator earns at least its stake share).
 
-Cases: the 22 of [YS] (SPEC §8 "Cases" table), [YS] numbers in brackets: kappa_moves_first [1],
+Cases: the 22 of [YS] ([YS] `cases.py`), [YS] numbers in brackets: kappa_moves_first [1],
 kappa_moves_second [2], kappa_moves_third [3], all_switch [4], kappa_moves_second_then_third [5],
 kappa_moves_second_then_all_switch [6], big_moves_late_then_one_small_late [7],
 copier_moves_late [8], merged_validators [9], kappa_delayed [10], clipping_demo [11],
@@ -68,7 +68,7 @@ class Case(NamedTuple):
   stake_ExV: np.ndarray
   weights_ExVxK: np.ndarray
   note: str
-  ys: int = 0                             # [YS] case number (SPEC §8 "Cases" table)
+  ys: int = 0                             # [YS] case number ([YS] `cases.py`)
   reset: tuple[int, int] | None = None    # (epoch, server): bond column zeroed before that epoch
   winner_takes_all: bool = False          # [YS] server-side WTA incentive (`winner_takes_all`)
 
@@ -95,7 +95,7 @@ def _switching(name: str, move_epoch: dict[int, int], stake=(0.8, 0.1, 0.1), not
 
 S1, S2 = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
 # What each case added from [YS] sets up, and what the variants make of it (40 epochs, the default
-# Params; SPEC §8 gives an expected outcome only for case 8 of these).
+# Params; [YS] states an expected outcome only for case 8 of these).
 NOTES: dict[int, str] = {
     5: ("B, C lead to S2 (e1), A follows (e2); back to S1: B at e21, C at e22, A at e23; S2's "
         "bonds reset before e20. Moving back before the 0.8-stake A is clipped: B ends below C "
@@ -166,7 +166,7 @@ def _client_wta(W_ExVxK: np.ndarray) -> np.ndarray:
 
 
 def library(epochs: int = EPOCHS) -> list[Case]:
-  """The 22 cases of [YS] (SPEC §8 "Cases"), in [YS] order (see the module docstring)."""
+  """The 22 cases of [YS] ([YS] `cases.py`), in [YS] order (see the module docstring)."""
   never = epochs + 1
   cases = [
       _switching("kappa_moves_first", {0: 1, 1: 2, 2: 3}, note="A (0.8) moves first, C last",

@@ -4,7 +4,7 @@
 
 runs one epoch of the community variant `name` (a key of `variants.CORES`) on the ledger, exactly
 where `bittensor_jax.chain.yuma.epoch(subnet, emission)` is called. The ledger side is the chain's
-(SPEC §1.2-1.6, §1.10 masks and persistence, §1.11): activity, the stake threshold and I32F32
+(docs/chain.md §1.2-1.6, §1.10 masks and persistence, §1.11): activity, the stake threshold and I32F32
 shares, old vs new permits, active stake, the weight masks (permits, self-weights, outdated rows,
 commit-reveal) over the u16 weights, the bond columns of re-registered uids dropped (t0 <= r_j),
 the bond rows persisted by permit, and the emission split into rao. The middle (consensus,

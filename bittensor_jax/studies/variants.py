@@ -15,15 +15,15 @@ read from storage). Two front ends call the same core:
           u16 weights, bonds stored in the ledger (`studies/variant_epoch.py`).
 
 Everything is built from the chain's kernels (`bittensor_jax.chain.kernels`): the consensus is
-`weighted_median_col` (SPEC §1.7), clipping `col_clip` (§1.8), the bonds penalty `interpolate`
+`weighted_median_col` (docs/chain.md §1.7), clipping `col_clip` (§1.8), the bonds penalty `interpolate`
 (§1.9), the Yuma3 EMA `mat_ema_alpha` and the liquid-alpha sigmoid of §1.10B. The `classic` core
 is the chain's §1.10A operation for operation, so its ledger form equals `chain.yuma.epoch` exactly
 (`studies_test`). `cases.py` also runs the chain's own epochs (classic, Yuma3, Yuma3 with liquid
 alpha) through `chain.yuma.epoch` on a ledger.
 
-Variants ([YS] names and `yumas.py` functions in brackets; SPEC §8 "Versions"):
+Variants ([YS] names and `yumas.py` functions in brackets; [YS] `YumaSimulationNames`):
 
-  classic         the chain's classic EMA bonds (SPEC §1.10A): B = colnorm(alpha dB + (1 - alpha)
+  classic         the chain's classic EMA bonds (docs/chain.md §1.10A): B = colnorm(alpha dB + (1 - alpha)
                   colnorm(B_old)), dB = colnorm(S o Wtilde), D = normalize(B I).
   no_memory       ["Yuma 1", `YumaRust`] classic bonds with alpha = 1: B = colnorm(S o Wtilde).
                   The bonds forget everything each epoch ([YS] table, row 1; docs/consensus.md's
@@ -39,15 +39,15 @@ Variants ([YS] names and `yumas.py` functions in brackets; SPEC §8 "Versions"):
                   capacity), capped at S_i; D = normalize(colnorm(B) I).
   yuma3           ["Yuma 3", `Yuma3`] relative bonds in [0, 1] per (validator, server): B =
                   clip((1 - alpha) B_old + alpha Wtilde, 0, 1) (the chain's Yuma3 fixed-alpha
-                  path of SPEC §1.10B; [YS] uses W, i.e. beta = 0);
+                  path of docs/chain.md §1.10B; [YS] uses W, i.e. beta = 0);
                   D = normalize(S o colnorm(B) I).
   yuma3_liquid_current / _previous / _mixed
                   ["Yuma 3 ... liquid alpha on", consensus mode CURRENT / PREVIOUS / MIXED]
-                  yuma3 with the per-entry liquid alpha 2.0 sigmoid of SPEC §1.10B (used when some
+                  yuma3 with the per-entry liquid alpha 2.0 sigmoid of docs/chain.md §1.10B (used when some
                   C_j != 0, as the chain), whose "buying" distance d = Wtilde - C takes C from
                   this epoch (the chain), the previous epoch, or the larger of both ([YS]
                   `charts_table_generator.py` uses MIXED). The EMA is dense (an old bond with no
-                  new weight decays), as [YS]; the chain's sparse EMA drops it (SPEC §11).
+                  new weight decays), as [YS]; the chain's sparse EMA drops it (docs/chain.md §11).
 
 Every variant also takes [YS]'s server-side winner-takes-all (`Params.winner_takes_all`, [YS]
 `compute_incentive`): the incentive is 1 on the server(s) of the largest rank S @ Wbar (split
@@ -141,7 +141,7 @@ def knobs(p: Params, dtype) -> Knobs:
 
 
 def _incentive(a_V, Wc_VxK, wta):
-  """normalize(a @ Wbar) (SPEC §1.8), or [YS]'s winner-takes-all on that rank."""
+  """normalize(a @ Wbar) (docs/chain.md §1.8), or [YS]'s winner-takes-all on that rank."""
   R_K = a_V @ Wc_VxK
   top_K = (R_K == R_K.max()) & (R_K > 0)
   return jnp.where(wta, K.normalize(top_K.astype(R_K.dtype)), K.normalize(R_K))
@@ -153,7 +153,7 @@ def _consensus_clip(a_V, W_VxK, k: Knobs):
 
 
 def classic_core(a_V, W_VxK, B_old, W_prev, C_prev, started, k: Knobs) -> Core:
-  """SPEC §1.10A with B_old = colnorm(stored bonds)."""
+  """docs/chain.md §1.10A with B_old = colnorm(stored bonds)."""
   del W_prev, C_prev, started
   C_K, Wc = _consensus_clip(a_V, W_VxK, k)
   I_K = _incentive(a_V, Wc, k.winner_takes_all)
@@ -199,7 +199,7 @@ def _yuma3_core(a_V, W_VxK, B_old, C_prev, started, k: Knobs, mode: str | None) 
     C_prev = jnp.where(started, C_prev, C_K)
     C_use = {"current": C_K, "previous": C_prev, "mixed": jnp.maximum(C_K, C_prev)}[mode]
     d = jnp.where(Wb >= B_old, jnp.clip(Wb - C_use[None, :], 0, 1), jnp.clip(B_old - Wb, 0, 1))
-    x = jnp.clip(-k.steepness * (d - 0.5), -20, 20)  # SPEC §1.10B, as `chain.yuma.epoch`
+    x = jnp.clip(-k.steepness * (d - 0.5), -20, 20)  # docs/chain.md §1.10B, as `chain.yuma.epoch`
     lo, hi = k.alpha_low, k.alpha_high
     alpha_e = jnp.clip(lo + (hi - lo) / (1 + jnp.exp(x)), lo, hi)
     alpha = jnp.where((C_K != 0).any(), alpha_e, alpha)
