@@ -8,6 +8,13 @@ import pathlib
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for the whole run, shared by both xdist workers and every
+# subprocess (train.py, README blocks, notebooks compile the same smoke network many times);
+# kept between runs in .cache/ (git-ignored). Results do not depend on it: XLA keys each entry by
+# the program, its options and the jax/jaxlib version.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(pathlib.Path(__file__).resolve().parent.parent / ".cache" / "jax-tests"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import jax  # noqa: E402  (after XLA_FLAGS)
 import pytest  # noqa: E402

@@ -34,7 +34,6 @@ def _config():
 
 def _env(tmp_path_factory) -> dict:
   env = dict(os.environ)
-  env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "jax_cache")
   return env
 
 

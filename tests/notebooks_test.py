@@ -24,7 +24,7 @@ def test_notebook_executes_from_a_scratch_folder(path, tmp_path, tmp_path_factor
   # persistent compilation cache is shared
   nb = notebooks.execute(path, scratch, env={
       "BTJ_PRESET": "smoke", "BTJ_BLOCKS": "20", "BTJ_WORKDIR": str(tmp_path / "run"),
-      "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "jax_cache")})
+      "JAX_COMPILATION_CACHE_DIR": os.environ["JAX_COMPILATION_CACHE_DIR"]})  # conftest.py
   assert not notebooks.errors(nb)
   assert notebooks.images(nb) >= 1  # every notebook shows at least one plot
   assert sorted(p.name for p in scratch.iterdir()) == []  # nothing written to the cwd

@@ -24,7 +24,6 @@ def test_readme_has_python_blocks():
 def test_block_runs_in_a_fresh_interpreter(index, tmp_path, tmp_path_factory):
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
   env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-  env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "jax_cache")
   env["JAX_PLATFORMS"] = "cpu"
   script = tmp_path / f"readme_block_{index}.py"
   script.write_text(BLOCKS[index])

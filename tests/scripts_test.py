@@ -29,7 +29,6 @@ def _run(script: str, *args, env=None, cwd=None) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict:
   e = dict(os.environ)
-  e["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "jax_cache")
   e["PYTHONPATH"] = os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")])
   return e
 
