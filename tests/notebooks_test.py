@@ -3,6 +3,7 @@
 This is the Colab path: the kernel's working folder holds no repository, so the first cell must
 find the checkout ($BTJ_REPO) and the configs and scenario files must be found from the package.
 """
+import os
 import pathlib
 
 import pytest
