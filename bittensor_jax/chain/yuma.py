@@ -169,8 +169,6 @@ def bond_paths(hyper) -> tuple[bool | None, bool | None]:
   return (agree(np.asarray(hyper.yuma3_enabled)), agree(np.asarray(hyper.liquid_alpha_enabled)))
 
 
-@functools.partial(jax.jit, static_argnames=("variant", "dtype", "rows", "yuma3", "liquid_alpha",
-                                             "rows_checked"))
 def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current", dtype=None,
           rows: int | None = None, yuma3: bool | None = None, liquid_alpha: bool | None = None,
           rows_checked: bool = False) -> tuple[Subnet, EpochOut]:
@@ -206,6 +204,17 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current", dtyp
     raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
   if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
     raise ValueError(f"rows: expected a positive integer or None, got {rows!r:.60}")
+  changed, out = _epoch_jit(subnet, emission, variant=variant, dtype=dtype, rows=rows,
+                            yuma3=yuma3, liquid_alpha=liquid_alpha, rows_checked=rows_checked)
+  # the ledger fields the epoch does not write are the input's own arrays (no copy)
+  return subnet.replace(bonds_NxN=out.bonds_NxN, **changed), out
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "dtype", "rows", "yuma3", "liquid_alpha",
+                                             "rows_checked"))
+def _epoch_jit(subnet: Subnet, emission: jax.Array, *, variant, dtype, rows, yuma3, liquid_alpha,
+               rows_checked) -> tuple[dict, EpochOut]:
+  """The compiled epoch: the ledger fields it writes (bonds are `out.bonds_NxN`) and the outputs."""
   dt = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
   N = subnet.in_use_N.shape[-1]
   if rows is None or rows >= N:
@@ -219,8 +228,10 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current", dtyp
 
 
 def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | None,
-           yuma3_static: bool | None, liquid_static: bool | None) -> tuple[Subnet, EpochOut]:
+           yuma3_static: bool | None, liquid_static: bool | None) -> tuple[dict, EpochOut]:
   """The epoch on all N rows (rows None) or on the R rows of the row rule (docs/chain.md §1.15).
+
+  Returns the ledger fields it writes except the bonds (`out.bonds_NxN`), and the outputs.
 
   Row-indexed arrays carry an R suffix (R = N in the dense case, where no gather happens).
   """
@@ -373,19 +384,21 @@ def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | No
       server_emission_N=amount(server_N), validator_emission_N=amount(validator_N),
       emission_N=amount(combined_N), bonds_NxN=bonds)
   f64 = lambda x: x.astype(subnet.consensus_N.dtype)
-  new = subnet.replace(
-      bonds_NxN=bonds, has_bond_NxN=has_bond, permit_N=p_new_N, active_N=active_N,
+  changed = dict(
+      has_bond_NxN=has_bond, permit_N=p_new_N, active_N=active_N,
       consensus_N=f64(C_N), validator_trust_N=f64(Tv_N), incentive_N=f64(I_N),
       dividends_N=f64(D_N), emission_N=out.emission_N, last_epoch_block=b,
       epoch_count=subnet.epoch_count + 1)
-  return new, out
+  return changed, out
 
 
 @functools.partial(jax.jit, static_argnames=("variant", "dtype", "chunk", "rows", "yuma3",
-                                             "liquid_alpha"))
-def _epoch_many(subnets, emission_S, *, variant, dtype, chunk, rows, yuma3, liquid_alpha):
-  one = lambda se: epoch(se[0], se[1], variant=variant, dtype=dtype, rows=rows, yuma3=yuma3,
-                         liquid_alpha=liquid_alpha, rows_checked=True)
+                                             "liquid_alpha", "rows_checked"))
+def _epoch_many(subnets, emission_S, *, variant, dtype, chunk, rows, yuma3, liquid_alpha,
+                rows_checked=True):
+  """The mapped epoch: the ledger fields it writes (bonds are `out.bonds_NxN`) and the outputs."""
+  one = lambda se: _epoch_jit(se[0], se[1], variant=variant, dtype=dtype, rows=rows, yuma3=yuma3,
+                              liquid_alpha=liquid_alpha, rows_checked=rows_checked)
   return jax.lax.map(one, (subnets, jnp.broadcast_to(emission_S, subnets.block.shape)),
                      batch_size=chunk)
 
@@ -410,14 +423,16 @@ def epoch_many(subnets: Subnet, emission_S: jax.Array, *, variant: str = "curren
     ValueError naming `rows` when a subnet needs more rows than R (concrete input only; traced
     input keeps `epoch`'s exact fallback).
   """
+  if variant not in VARIANTS:
+    raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+  if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+    raise ValueError(f"rows: expected a positive integer or None, got {rows!r:.60}")
   yuma3, liquid = bond_paths(subnets.hyper)
-  checked = rows
-  if rows is not None and _concrete(subnets):
+  concrete = _concrete(subnets)
+  if rows is not None and concrete:
     check_rows(subnets, rows, variant=variant)
-  elif rows is not None:  # traced: no host check, so each epoch keeps its exact fallback
-    one = lambda s, e: epoch(s, e, variant=variant, dtype=dtype, rows=rows)
-    return jax.lax.map(lambda se: one(*se),
-                       (subnets, jnp.broadcast_to(emission_S, subnets.block.shape)),
-                       batch_size=chunk)
-  return _epoch_many(subnets, emission_S, variant=variant, dtype=dtype, chunk=chunk, rows=checked,
-                     yuma3=yuma3, liquid_alpha=liquid)
+  # traced input gets no host check, so each epoch keeps its exact fallback
+  changed, out = _epoch_many(subnets, emission_S, variant=variant, dtype=dtype, chunk=chunk,
+                             rows=rows, yuma3=yuma3, liquid_alpha=liquid, rows_checked=concrete)
+  # the ledger fields the epoch does not write are the input's own arrays (no copy)
+  return subnets.replace(bonds_NxN=out.bonds_NxN, **changed), out
