@@ -26,7 +26,7 @@ from bittensor_jax.chain import ledger, yuma
 
 SIZES = {
     "full": dict(subnets=1024, uids=256, validators=64, big_uids=4096, loop_subnets=128,
-                 numpy_subnets=48, repeats=5),
+                 numpy_subnets=48, repeats=3),
     "tiny": dict(subnets=4, uids=16, validators=4, big_uids=64, loop_subnets=2, numpy_subnets=2,
                  repeats=2),
 }

@@ -222,19 +222,21 @@ def test_unknown_variant_is_rejected():
 
 
 def few_rows(seed, n, cap, used, *, yuma3=False, liquid=False, owner=False):
-  """A random subnet in which only `used` rows hold stake, permits or bonds (the row rule's rows);
-  the other rows keep their stored weights, which the epoch masks (no permit)."""
+  """A random subnet in which only `used` rows hold stake, permits or bonds (the row rule's rows),
+  one of them bonds only; the other rows keep their stored weights, which the epoch masks."""
   rng = np.random.default_rng(seed)
   sub = random_subnet(seed, n, cap, yuma3=yuma3, liquid=liquid, zero_stake=0.1)
   keep = np.zeros(cap, bool)
   keep[rng.choice(n, used, replace=False)] = True
   k = jnp.asarray(keep)
-  stake = jnp.where(k, sub.stake_N, 0)
+  # the first used row holds only bonds (no stake, no permit): it takes part through them
+  only_bonds = jnp.arange(cap) == int(np.flatnonzero(keep)[0])
+  stake = jnp.where(k & ~only_bonds, sub.stake_N, 0)
   # k = the staked rows: the 2023 permits (top k, zero stake included) stay on the used rows
   hyper = sub.hyper.replace(max_allowed_validators=jnp.asarray(int((stake > 0).sum()), jnp.int64))
   if owner:
     hyper = hyper.replace(subnet_owner_uid=jnp.asarray(int(np.flatnonzero(keep)[-1]), jnp.int64))
-  return sub.replace(stake_N=stake, permit_N=sub.permit_N & k,
+  return sub.replace(stake_N=stake, permit_N=sub.permit_N & k & ~only_bonds,
                      has_bond_NxN=sub.has_bond_NxN & k[:, None],
                      bonds_NxN=jnp.where(k[:, None], sub.bonds_NxN, 0), hyper=hyper)
 
