@@ -9,7 +9,11 @@ Variants (static):
   "yuma1_2023"       the 2023 epoch (docs/chain.md §2.1);
   "liquid_alpha_v1"  classic Yuma, per-column alpha from consensus quantiles (docs/chain.md §2.2).
 
-Dims: N uids. Row i sets weights, column j receives them.
+Dims: N uids. Row i sets weights, column j receives them. Speed (benchmarks/RESULTS.md): `rows=R`
+runs the weight and bond math on the R validator rows of the row rule (docs/chain.md §1.15, R x N),
+`yuma3` / `liquid_alpha` choose the bond path statically (`bond_paths`), and the float64 median
+searches the I32F32 grid (`kernels.weighted_median_col`). `epoch` returns the ledger fields it does
+not write as the input's own arrays.
 """
 # pylint: disable=invalid-name
 from __future__ import annotations
