@@ -35,7 +35,7 @@ mutation: $(STAMP)
 	$(PY) mutation/run.py --modules=$(MODULES)
 
 bench: $(STAMP)
-	$(PY) benchmarks/epoch_vmap.py
+	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -212,3 +212,23 @@ def test_weighted_median_col_ignores_unstaked_rows():
   staked = jnp.asarray([1.0, 1.0, 0.0])
   np.testing.assert_array_equal(K.weighted_median_col(staked, W, 0.5),
                                 K.weighted_median_col(staked[:2], W[:2], 0.5))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_weighted_median_col_on_the_i32f32_grid_equals_the_float_search(seed):
+  """float64 scores in [0, 1]: the search over I32F32 cells then float bits inside the cell
+  (`unit_interval`) gives the float-bit bisection's answer and the sort-and-cumsum one, also when
+  different scores share a cell (they differ by less than 2^-32 here)."""
+  rng = np.random.default_rng(seed)
+  v, k = 9, 7
+  cell = rng.integers(0, 2**32, (v, k)) % 5 * 2**28  # few cells: many ties of cell
+  W = (cell + rng.integers(0, 3, (v, k)) * rng.random((v, k))) / 2.0**32  # inside the cell
+  W[rng.random((v, k)) < 0.2] = 0
+  W[0, 0] = 1.0
+  stake = rng.random(v) * (rng.random(v) < 0.8)
+  kappa = rng.choice([32767 / 65535, 0.5, 0.3, 0.9])
+  grid = jax.jit(lambda s, w: K.weighted_median_col(s, w, kappa, unit_interval=True))
+  bits = jax.jit(lambda s, w: K.weighted_median_col(s, w, kappa))
+  got = np.asarray(grid(jnp.asarray(stake), jnp.asarray(W)))
+  np.testing.assert_array_equal(got, np.asarray(bits(jnp.asarray(stake), jnp.asarray(W))))
+  np.testing.assert_array_equal(got, reference_median_col(stake, W, kappa))

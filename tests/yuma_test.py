@@ -219,3 +219,86 @@ def test_variants_differ_only_where_documented():
 def test_unknown_variant_is_rejected():
   with pytest.raises(ValueError, match="variant"):
     yuma.epoch(random_subnet(1, 3), E, variant="yuma2")
+
+
+def few_rows(seed, n, cap, used, *, yuma3=False, liquid=False, owner=False):
+  """A random subnet in which only `used` rows hold stake, permits or bonds (the row rule's rows),
+  one of them bonds only; the other rows keep their stored weights, which the epoch masks."""
+  rng = np.random.default_rng(seed)
+  sub = random_subnet(seed, n, cap, yuma3=yuma3, liquid=liquid, zero_stake=0.1)
+  keep = np.zeros(cap, bool)
+  keep[rng.choice(n, used, replace=False)] = True
+  k = jnp.asarray(keep)
+  # the first used row holds only bonds (no stake, no permit): it takes part through them
+  only_bonds = jnp.arange(cap) == int(np.flatnonzero(keep)[0])
+  stake = jnp.where(k & ~only_bonds, sub.stake_N, 0)
+  # k = the staked rows: the 2023 permits (top k, zero stake included) stay on the used rows
+  hyper = sub.hyper.replace(max_allowed_validators=jnp.asarray(int((stake > 0).sum()), jnp.int64))
+  if owner:
+    hyper = hyper.replace(subnet_owner_uid=jnp.asarray(int(np.flatnonzero(keep)[-1]), jnp.int64))
+  return sub.replace(stake_N=stake, permit_N=sub.permit_N & k & ~only_bonds,
+                     has_bond_NxN=sub.has_bond_NxN & k[:, None],
+                     bonds_NxN=jnp.where(k[:, None], sub.bonds_NxN, 0), hyper=hyper)
+
+
+@pytest.mark.parametrize("variant", yuma.VARIANTS)
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_epoch_on_validator_rows_equals_all_rows(variant, dtype):
+  """docs/chain.md §1.15: with R >= the rows the rule asks for, the R x N epoch gives the N x N
+  epoch's outputs and ledger (floats up to summation order), on random subnets with classic and
+  Yuma3 bonds, liquid alpha, an owner, weights on rows without a permit and padding slots."""
+  R = 5
+  for seed in range(4):
+    sub = few_rows(seed, 10, 12, R - seed % 2, yuma3=seed % 2 == 0, liquid=seed % 4 == 0,
+                   owner=seed == 1)
+    assert int(yuma.rows_used(sub, variant=variant)) <= R
+    want = yuma.epoch(sub, E, variant=variant, dtype=dtype)
+    got = yuma.epoch(sub, E, variant=variant, dtype=dtype, rows=R)
+    if dtype == jnp.float64:
+      jax.tree.map(assert_same_up_to_summation_order, got, want)
+      continue
+    # float32: an ulp of a dividend (6e-8) moves an amount by up to 6e-8 E rao and a bond by 1
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+      a, b = np.asarray(a), np.asarray(b)
+      if a.dtype.kind == "f":
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+      elif a.dtype == np.int64 and a.ndim == 1:  # rao amounts
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-7 * E)
+      elif a.dtype.kind in "iu":  # stored u16 bonds and the rest
+        np.testing.assert_allclose(a, b, rtol=0, atol=1)
+      else:
+        np.testing.assert_array_equal(a, b)
+
+
+def test_too_few_rows_is_refused_or_falls_back():
+  """A row capacity below the rule's count: refused by name on concrete input (`check_rows`,
+  `epoch_many`); inside jit the epoch falls back to all rows, so nothing diverges."""
+  sub = few_rows(3, 10, 12, 6)
+  assert int(yuma.rows_used(sub)) == 6
+  with pytest.raises(ValueError, match="rows: the epoch needs 6"):
+    yuma.check_rows(sub, 4)
+  with pytest.raises(ValueError, match="rows"):
+    yuma.epoch_many(stack([sub, sub]), jnp.full((2,), E, jnp.int64), rows=4)
+  with pytest.raises(ValueError, match="rows"):
+    yuma.epoch(sub, E, rows=0)
+  yuma.check_rows(sub, 6)
+  jax.tree.map(assert_same_up_to_summation_order, yuma.epoch(sub, E, rows=4), yuma.epoch(sub, E))
+
+
+def test_static_bond_path_equals_the_traced_choice():
+  """`bond_paths` of a batch that agrees picks one bond path; the result is the traced choice's."""
+  for yuma3, liquid in ((False, False), (True, False), (True, True)):
+    subs = stack([random_subnet(s, 7, 8, yuma3=yuma3, liquid=liquid) for s in range(3)])
+    assert yuma.bond_paths(subs.hyper) == (yuma3, liquid)
+    want = jax.vmap(lambda s: yuma.epoch(s, E))(subs)
+    got = jax.vmap(lambda s, y=yuma3, la=liquid: yuma.epoch(s, E, yuma3=y, liquid_alpha=la))(subs)
+    jax.tree.map(assert_same_up_to_summation_order, got, want)
+  mixed = stack([random_subnet(s, 7, 8, yuma3=s == 1) for s in range(3)])
+  assert yuma.bond_paths(mixed.hyper) == (None, False)
+
+
+def test_epoch_many_on_rows_equals_vmap():
+  subs = stack([few_rows(s, 10, 12, 4, yuma3=s % 2 == 1) for s in range(4)])
+  want = jax.vmap(lambda s: yuma.epoch(s, E))(subs)
+  got = yuma.epoch_many(subs, jnp.full((4,), E, jnp.int64), chunk=2, rows=4)
+  jax.tree.map(assert_same_up_to_summation_order, got, want)

@@ -258,13 +258,15 @@ def paid_total(out: yuma.EpochOut) -> jax.Array:
   return (out.server_emission_N + out.validator_emission_N).sum()
 
 
-@functools.partial(jax.jit, static_argnames=("variant", "dtype"))
-def block_step(subnet: Subnet, *, variant: str = "current", dtype=None):
+@functools.partial(jax.jit, static_argnames=("variant", "dtype", "rows"))
+def block_step(subnet: Subnet, *, variant: str = "current", dtype=None, rows: int | None = None):
   """Advances one block: mint the block emission into pending, run the epoch when due, pay it.
 
   The epoch runs when `block - last_epoch_block >= tempo` (docs/chain.md §3.2) and distributes
   everything pending; floor rounding leaves a few rao pending for the next epoch, so stake plus
-  pending always equals what was minted.
+  pending always equals what was minted. `rows` (static) is the epoch's validator row count
+  (`yuma.epoch`, docs/chain.md §1.15; None: all rows); a block whose epoch needs more rows runs it
+  on all rows.
 
   Returns:
     (subnet, out, ran): the new ledger, the epoch outputs (zeros when no epoch ran), and whether
@@ -277,7 +279,7 @@ def block_step(subnet: Subnet, *, variant: str = "current", dtype=None):
 
   def run(s):
     s = commit_reveal.reveal_due(s)  # due commits become weights just before the epoch
-    s2, out = yuma.epoch(s, s.pending_emission, variant=variant, dtype=dtype)
+    s2, out = yuma.epoch(s, s.pending_emission, variant=variant, dtype=dtype, rows=rows)
     s2 = pay(s2, out)
     return s2.replace(pending_emission=s.pending_emission - paid_total(out)), out
 

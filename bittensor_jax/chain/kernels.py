@@ -278,7 +278,9 @@ def _key_float(k: jax.Array, dt) -> jax.Array:
   return jax.lax.bitcast_convert_type(i, dt)
 
 
-def weighted_median_col(stake_V: jax.Array, score_VxK: jax.Array, kappa: jax.Array) -> jax.Array:
+def weighted_median_col(stake_V: jax.Array, score_VxK: jax.Array, kappa: jax.Array, *,
+                        unit_interval: bool = False, sigma_V: jax.Array | None = None,
+                        minority: jax.Array | None = None) -> jax.Array:
   """Stake-weighted median of each column over the rows with stake > 0 (docs/chain.md §1.7).
 
   Rows with positive stake take part, with their stake renormalized; minority m = sum - kappa.
@@ -291,13 +293,30 @@ def weighted_median_col(stake_V: jax.Array, score_VxK: jax.Array, kappa: jax.Arr
   F(v) > m is itself a score. It is found by bisection on the bit patterns of the floats (32 steps
   in float32, 64 in float64), each step one compare and one matrix-vector product: several times
   faster than sorting every column, which XLA does slowly on CPU.
+
+  With `unit_interval` (scores in [0, 1], as the epoch's row-normalized weights) float64 searches
+  the chain's I32F32 grid instead (docs/chain.md §1.14: the epoch's matrices are I32F32): 33 steps
+  over the keys floor(2^32 v) find the grid cell of the answer, and a bisection on the float bits
+  inside that cell, which runs only while some column holds two different scores in it, finds the
+  score itself. The answer is the same as the 64-step search.
+
+  Args:
+    stake_V: f[V] stake per row (only its sign matters when `sigma_V` is given).
+    score_VxK: f[V, K] scores.
+    kappa: the majority fraction (u16 proportion).
+    unit_interval: the scores lie in [0, 1] (static).
+    sigma_V, minority: the renormalized stake of the participating rows and m, when the caller
+      computed them over a larger set of rows (the epoch's R-row form, docs/chain.md §1.15).
+
+  Returns:
+    f[K] the median of each column, dtype of `score_VxK`.
   """
   part_V = stake_V > 0
-  sigma_V = normalize(jnp.where(part_V, stake_V, 0))
-  minority = sigma_V.sum() - kappa
+  if sigma_V is None:
+    sigma_V = normalize(jnp.where(part_V, stake_V, 0))
+  if minority is None:
+    minority = sigma_V.sum() - kappa
   dt = score_VxK.dtype
-  lo_K = _float_key(jnp.where(part_V[:, None], score_VxK, jnp.inf).min(axis=0)) - 1
-  hi_K = _float_key(jnp.where(part_V[:, None], score_VxK, -jnp.inf).max(axis=0))
 
   def support(v_K):
     return sigma_V @ (score_VxK <= v_K[None, :]).astype(sigma_V.dtype)
@@ -308,8 +327,34 @@ def weighted_median_col(stake_V: jax.Array, score_VxK: jax.Array, kappa: jax.Arr
     above = support(_key_float(mid, dt)) > minority
     return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
 
-  bits = 64 if dt == jnp.float64 else 32
-  _, hi_K = jax.lax.fori_loop(0, bits, bisect, (lo_K, hi_K))
+  if unit_interval and dt == jnp.float64:
+    # 1. the I32F32 cell: the smallest key k with sum of stake of rows with key <= k above m
+    key_VxK = jnp.floor(score_VxK * _TWO32).astype(jnp.int64)  # exact scaling, monotone
+    lo_K = jnp.where(part_V[:, None], key_VxK, 2**34).min(axis=0) - 1
+    hi_K = jnp.where(part_V[:, None], key_VxK, -1).max(axis=0)
+
+    def cell_step(_, lo_hi):
+      lo, hi = lo_hi
+      mid = lo + (hi - lo) // 2
+      above = sigma_V @ (key_VxK <= mid[None, :]).astype(sigma_V.dtype) > minority
+      return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
+
+    _, cell_K = jax.lax.fori_loop(0, 33, cell_step, (lo_K, hi_K))
+    # 2. inside the cell: F at the cell's lower edge is <= m and at its largest score is > m
+    # (or that is the column's largest score), so bisect the float bits between them
+    in_cell = part_V[:, None] & (key_VxK == cell_K[None, :])
+    lo_f = _float_key(jnp.where(in_cell, score_VxK, jnp.inf).min(axis=0)) - 1
+    hi_f = _float_key(jnp.where(in_cell, score_VxK, -jnp.inf).max(axis=0))
+    any_part = part_V.any()
+    lo_f = jnp.where(any_part, lo_f, 0)
+    hi_f = jnp.where(any_part, hi_f, 1)
+    _, hi_K = jax.lax.while_loop(lambda lh: (lh[1] - lh[0] > 1).any(),
+                                 lambda lh: bisect(0, lh), (lo_f, hi_f))
+  else:
+    lo_K = _float_key(jnp.where(part_V[:, None], score_VxK, jnp.inf).min(axis=0)) - 1
+    hi_K = _float_key(jnp.where(part_V[:, None], score_VxK, -jnp.inf).max(axis=0))
+    bits = 64 if dt == jnp.float64 else 32
+    _, hi_K = jax.lax.fori_loop(0, bits, bisect, (lo_K, hi_K))
   # Snap to the column's own score: XLA on CPU flushes subnormal floats to zero, so a bisection
   # point just below 0 compares like 0; the smallest participating score >= it is the answer.
   v_K = _key_float(hi_K, dt)

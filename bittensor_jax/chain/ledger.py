@@ -7,6 +7,13 @@ Slots are allocated as the chain does: uids `0..n-1` are in use (`in_use_N`), re
 uid `n` until the capacity is reached, then replaces a pruned uid. So shapes never change and
 registration never recompiles.
 
+Validator rows (docs/chain.md §1.15): weights and bonds are stored N x N, but only the rows of
+registered uids with an old permit (stored, or the owner), a new permit or a stored bond can change
+an epoch, so `yuma.epoch(..., rows=R)` computes on those R rows (R x N) and scatters them back. A
+row survives permit loss in storage (masked by the epoch); a uid may store weights, self-weights
+included, without a permit (they take no row until it holds a permit). With more than R such rows
+`yuma.check_rows` / `yuma.epoch_many` refuse by name and a traced `epoch` falls back to all rows.
+
 Money (stake, pending emission, total issuance) is counted in rao. Stake is kept as a float64 vector
 (any unit for scenario replays, rao in the simulator); issuance and pending emission are int64.
 The ledger therefore needs `jax_enable_x64` (the entry points turn it on; `require_x64` says so

@@ -9,7 +9,11 @@ Variants (static):
   "yuma1_2023"       the 2023 epoch (docs/chain.md §2.1);
   "liquid_alpha_v1"  classic Yuma, per-column alpha from consensus quantiles (docs/chain.md §2.2).
 
-Dims: N uids. Row i sets weights, column j receives them.
+Dims: N uids. Row i sets weights, column j receives them. Speed (benchmarks/RESULTS.md): `rows=R`
+runs the weight and bond math on the R validator rows of the row rule (docs/chain.md §1.15, R x N),
+`yuma3` / `liquid_alpha` choose the bond path statically (`bond_paths`), and the float64 median
+searches the I32F32 grid (`kernels.weighted_median_col`). `epoch` returns the ledger fields it does
+not write as the input's own arrays.
 """
 # pylint: disable=invalid-name
 from __future__ import annotations
@@ -19,6 +23,7 @@ import functools
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bittensor_jax.chain import commit_reveal
 from bittensor_jax.chain import kernels as K
@@ -71,9 +76,106 @@ def _liquid_alpha_v1(consensus_N, in_use_N, lo, hi, dt):
   return ok, alpha
 
 
-@functools.partial(jax.jit, static_argnames=("variant", "dtype"))
-def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
-          dtype=None) -> tuple[Subnet, EpochOut]:
+def _permits(subnet: Subnet, variant: str, dt):
+  """Activity, I32F32 stake, old and new permits (docs/chain.md §1.2-1.4): the epoch's N-vectors.
+
+  Returns:
+    (owner_N, active_N, S_N, p_N, p_new_N): the owner mask, activity, normalized stake S in `dt`,
+    the permits the masks use (stored | owner) and the new permits written by this epoch.
+  """
+  h = subnet.hyper
+  legacy = variant == "yuma1_2023"
+  N = subnet.in_use_N.shape[-1]
+  in_use_N = subnet.in_use_N
+  owner_N = (jnp.arange(N) == h.subnet_owner_uid) & in_use_N & (not legacy)
+  # 1.2 activity
+  cutoff = jnp.maximum(h.activity_cutoff_factor_milli * h.tempo // 1000, 1)
+  active_N = in_use_N & (subnet.last_update_N + cutoff >= subnet.block)
+  # 1.3 stake: threshold (owner exempt), normalize, truncate to I32F32
+  stake_N = jnp.where(in_use_N, subnet.stake_N, 0)
+  if not legacy:
+    below_N = jnp.floor(stake_N) < h.stake_threshold
+    stake_N = jnp.where(below_N & ~owner_N, 0, stake_N)
+  S_N = K.i32f32_shares(_as(stake_N, dt))
+  # 1.4 permits: masks use the old ones; the new ones are only stored
+  p_N = (subnet.permit_N & in_use_N) | owner_N
+  if legacy:
+    p_new_N = K.is_topk(S_N, h.max_allowed_validators, in_use_N)
+  else:
+    p_new_N = K.is_topk_nonzero(S_N, h.max_allowed_validators, in_use_N) | owner_N
+  return owner_N, active_N, S_N, p_N, p_new_N
+
+
+def _rows_used_N(subnet: Subnet, p_N: jax.Array, p_new_N: jax.Array) -> jax.Array:
+  """bool[N]: the uids whose weight or bond row the epoch reads or writes (the row rule).
+
+  A row takes part when its uid is registered and holds an old permit (stored, or the owner: its
+  weights are unmasked), a new permit (its bond row is rewritten) or any stored bond (old bonds
+  enter the column normalization). Every other row has its weights masked (§1.6 item 1), no bonds,
+  zero active stake and a bond row left unchanged (§1.10), so it adds nothing to any output.
+  """
+  in_use_N = subnet.in_use_N
+  return in_use_N & (p_N | p_new_N | subnet.has_bond_NxN.any(axis=-1))
+
+
+@functools.partial(jax.jit, static_argnames=("variant",))
+def rows_used(subnet: Subnet, *, variant: str = "current") -> jax.Array:
+  """The number of validator rows the epoch of `subnet` computes on (any leading batch axes).
+
+  The row rule (docs/chain.md §1.15): registered uids with an old permit (stored, or the owner),
+  a new permit (top-k of this epoch's stake) or a stored bond. `epoch(..., rows=R)` is exact when
+  this is at most R.
+  """
+  fn = lambda s: _rows_used_N(s, *_permits(s, variant, jnp.float64)[3:]).sum()
+  for _ in range(subnet.in_use_N.ndim - 1):
+    fn = jax.vmap(fn)
+  return fn(subnet)
+
+
+def _concrete(tree) -> bool:
+  return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
+
+
+def check_rows(subnet: Subnet, rows: int | None, *, variant: str = "current") -> None:
+  """Refuses, by name, a row capacity below what the epoch of `subnet` needs (host-side).
+
+  Args:
+    subnet: a concrete ledger (any leading batch axes).
+    rows: R, the static number of validator rows (None: all N rows, always exact).
+    variant: one of VARIANTS.
+
+  Raises:
+    ValueError naming `rows` when R is not a positive integer, or when some subnet needs more
+    than R rows under the row rule (docs/chain.md §1.15).
+  """
+  if rows is None:
+    return
+  if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+    raise ValueError(f"rows: expected a positive integer or None, got {rows!r:.60}")
+  if rows >= subnet.in_use_N.shape[-1]:
+    return
+  need = int(np.max(np.asarray(rows_used(subnet, variant=variant))))
+  if need > rows:
+    raise ValueError(
+        f"rows: the epoch needs {need} validator rows (registered uids with an old or new permit, "
+        f"the owner, or stored bonds; docs/chain.md §1.15) but rows={rows}: raise rows (at most "
+        f"the capacity {subnet.in_use_N.shape[-1]}) or lower max_allowed_validators")
+
+
+def bond_paths(hyper) -> tuple[bool | None, bool | None]:
+  """(yuma3, liquid_alpha) when every subnet of a concrete batch agrees, else None for each.
+
+  The static bond path of `epoch`: a known value computes one bond path instead of both.
+  """
+  if not _concrete(hyper):
+    return None, None
+  agree = lambda v: (bool(v.flat[0]) if v.size and (v == v.flat[0]).all() else None)
+  return (agree(np.asarray(hyper.yuma3_enabled)), agree(np.asarray(hyper.liquid_alpha_enabled)))
+
+
+def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current", dtype=None,
+          rows: int | None = None, yuma3: bool | None = None, liquid_alpha: bool | None = None,
+          rows_checked: bool = False) -> tuple[Subnet, EpochOut]:
   """Runs one epoch at `subnet.block`, distributing `emission` rao (docs/chain.md §1).
 
   Args:
@@ -82,60 +184,107 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
     variant: one of VARIANTS (static).
     dtype: float dtype of the epoch math (static): float64 (default under x64) is chain-exact mode,
       float32 is the fast simulation mode.
+    rows: R, the number of validator rows the weight and bond math runs on (static; None or >= N:
+      all N rows). The epoch gathers the rows of the row rule (`rows_used`, docs/chain.md §1.15)
+      into an R x N problem and scatters the results back, so its cost grows as R x N. When a
+      subnet needs more than R rows the epoch falls back to all N rows (exact, but under vmap both
+      run); callers that ran `check_rows` on the concrete ledger pass `rows_checked=True` to drop
+      the fallback.
+    yuma3, liquid_alpha: the values of `hyper.yuma3_enabled` / `hyper.liquid_alpha_enabled` when
+      the caller knows them (static, see `bond_paths`): only that bond path is computed. None
+      keeps the traced choice (sweeps that mix them). A wrong value gives the other path's bonds.
+    rows_checked: see `rows`.
 
   Returns:
     The ledger after the epoch (bonds, permits, outputs and `last_epoch_block` written,
     `epoch_count` + 1; stake is not changed: paying the amounts is `chain.pay`) and the epoch
     outputs. Due commit-reveal commits are revealed by the caller first
     (`commit_reveal.reveal_due`, as `block_step` and the replay do, docs/chain.md §1.6 item 4).
+
+  Raises:
+    ValueError: an unknown variant, or a `rows` that is not a positive integer or None.
   """
   if variant not in VARIANTS:
     raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+  if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+    raise ValueError(f"rows: expected a positive integer or None, got {rows!r:.60}")
+  changed, out = _epoch_jit(subnet, emission, variant=variant, dtype=dtype, rows=rows,
+                            yuma3=yuma3, liquid_alpha=liquid_alpha, rows_checked=rows_checked)
+  # the ledger fields the epoch does not write are the input's own arrays (no copy)
+  return subnet.replace(bonds_NxN=out.bonds_NxN, **changed), out
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "dtype", "rows", "yuma3", "liquid_alpha",
+                                             "rows_checked"))
+def _epoch_jit(subnet: Subnet, emission: jax.Array, *, variant, dtype, rows, yuma3, liquid_alpha,
+               rows_checked) -> tuple[dict, EpochOut]:
+  """The compiled epoch: the ledger fields it writes (bonds are `out.bonds_NxN`) and the outputs."""
   dt = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
+  N = subnet.in_use_N.shape[-1]
+  if rows is None or rows >= N:
+    return _epoch(subnet, emission, variant, dt, None, yuma3, liquid_alpha)
+  if rows_checked:
+    return _epoch(subnet, emission, variant, dt, rows, yuma3, liquid_alpha)
+  fits = _rows_used_N(subnet, *_permits(subnet, variant, dt)[3:]).sum() <= rows
+  return jax.lax.cond(fits, lambda s: _epoch(s, emission, variant, dt, rows, yuma3, liquid_alpha),
+                      lambda s: _epoch(s, emission, variant, dt, None, yuma3, liquid_alpha),
+                      subnet)
+
+
+def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | None,
+           yuma3_static: bool | None, liquid_static: bool | None) -> tuple[dict, EpochOut]:
+  """The epoch on all N rows (rows None) or on the R rows of the row rule (docs/chain.md §1.15).
+
+  Returns the ledger fields it writes except the bonds (`out.bonds_NxN`), and the outputs.
+
+  Row-indexed arrays carry an R suffix (R = N in the dense case, where no gather happens).
+  """
   h = subnet.hyper
   legacy = variant == "yuma1_2023"
   N = subnet.in_use_N.shape[-1]
   uid_N = jnp.arange(N)
   in_use_N = subnet.in_use_N
   b = subnet.block
-  owner_N = (uid_N == h.subnet_owner_uid) & in_use_N & (not legacy)
-
-  # 1.2 activity
-  cutoff = jnp.maximum(h.activity_cutoff_factor_milli * h.tempo // 1000, 1)
-  active_N = in_use_N & (subnet.last_update_N + cutoff >= b)
-
-  # 1.3 stake: threshold (owner exempt), normalize, truncate to I32F32
-  stake_N = jnp.where(in_use_N, subnet.stake_N, 0)
-  if not legacy:
-    below_N = jnp.floor(stake_N) < h.stake_threshold
-    stake_N = jnp.where(below_N & ~owner_N, 0, stake_N)
-  S_N = K.i32f32_shares(_as(stake_N, dt))
-
-  # 1.4 permits: masks use the old ones; the new ones are only stored
-  p_N = (subnet.permit_N & in_use_N) | owner_N
-  if legacy:
-    p_new_N = K.is_topk(S_N, h.max_allowed_validators, in_use_N)
-  else:
-    p_new_N = K.is_topk_nonzero(S_N, h.max_allowed_validators, in_use_N) | owner_N
+  owner_N, active_N, S_N, p_N, p_new_N = _permits(subnet, variant, dt)
 
   # 1.5 active stake
   a_N = K.i32f32_shares(S_N * active_N * p_N)
 
+  if rows is None:
+    row_R = uid_N
+    take = lambda x: x
+    put = lambda base, x_R: x_R
+  else:
+    # the used rows first, in uid order, then the others (a permutation: no duplicate rows)
+    used_N = _rows_used_N(subnet, p_N, p_new_N)
+    pos_N = jnp.where(used_N, jnp.cumsum(used_N) - 1, used_N.sum() + jnp.cumsum(~used_N) - 1)
+    row_R = jnp.zeros((N,), jnp.int32).at[pos_N].set(uid_N.astype(jnp.int32))[:rows]
+    take = lambda x: x[row_R]
+    put = lambda base, x_R: base.at[row_R].set(x_R.astype(base.dtype))
+  zeros_N = jnp.zeros((N,), dt)
+  in_use_R, p_R, a_R, owner_R = take(in_use_N), take(p_N), take(a_N), take(owner_N)
+  p_new_R = take(p_new_N)
+
   # 1.6 weights: presence masks, then row-normalize
-  eye = jnp.eye(N, dtype=bool)
-  diag_keep = eye & owner_N[:, None]
-  outdated_NxN = subnet.last_update_N[:, None] <= subnet.registered_at_N[None, :]
-  cr_drop_NxN = commit_reveal.drop_NxN(subnet) & (not legacy)  # item 4, commit-reveal
-  M = (subnet.has_weight_NxN & in_use_N[:, None] & in_use_N[None, :] & p_N[:, None]
-       & ~(eye & ~diag_keep) & ~outdated_NxN & ~cr_drop_NxN)
-  W = K.row_normalize(jnp.where(M, _as(subnet.weights_NxN, dt), 0))
+  eye = row_R[:, None] == uid_N[None, :]
+  diag_keep = eye & owner_R[:, None]
+  outdated = take(subnet.last_update_N)[:, None] <= subnet.registered_at_N[None, :]
+  c_R = take(commit_reveal.earliest_commit_N(subnet))  # item 4, commit-reveal (drop_NxN's rule)
+  cr_drop = (h.commit_reveal_weights_enabled & (c_R[:, None] < subnet.registered_at_N[None, :])
+             & (not legacy))
+  M = (take(subnet.has_weight_NxN) & in_use_R[:, None] & in_use_N[None, :] & p_R[:, None]
+       & ~(eye & ~diag_keep) & ~outdated & ~cr_drop)
+  W = K.row_normalize(jnp.where(M, _as(take(subnet.weights_NxN), dt), 0))
 
   # 1.7 consensus, 1.8 clipping, trust, incentive
   kappa = K.u16_proportion(h.kappa, dt)
-  C_N = K.weighted_median_col(a_N, W, kappa)
+  # sigma and the minority over all N uids, so R rows give the dense sums (docs/chain.md §1.15)
+  sigma_N = K.normalize(jnp.where(a_N > 0, a_N, 0))
+  C_N = K.weighted_median_col(a_R, W, kappa, unit_interval=True, sigma_V=take(sigma_N),
+                              minority=sigma_N.sum() - kappa)
   Wc, Mc = K.col_clip(W, C_N, M)
-  Tv_N = Wc.sum(axis=1)
-  I_N = K.normalize(a_N @ Wc)
+  Tv_N = put(zeros_N, Wc.sum(axis=1))
+  I_N = K.normalize(a_R @ Wc)
 
   # 1.9 weights for bonds (bonds penalty)
   beta = jnp.asarray(1.0, dt) if legacy else K.u16_proportion(h.bonds_penalty, dt)
@@ -143,61 +292,84 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
   Mb = jnp.where(beta == 0, M, jnp.where(beta == 1, Mc, Wb > 0))
 
   # 1.10 bonds: old bonds masked by registration since the previous epoch (t0 <= r_j)
+  has_bond = take(subnet.has_bond_NxN)
   if legacy:
-    keep_old = subnet.has_bond_NxN & ~outdated_NxN
+    keep_old = has_bond & ~outdated
   else:
     t0 = jnp.where(subnet.last_epoch_block != 0, subnet.last_epoch_block + 1,
                    jnp.maximum(b - h.tempo, 0))
     recent_N = t0 <= subnet.registered_at_N
-    keep_old = subnet.has_bond_NxN & ~recent_N[None, :]
-  keep_old = keep_old & in_use_N[:, None] & in_use_N[None, :]
-  Bq = jnp.where(keep_old, _as(subnet.bonds_NxN, dt), 0)
+    keep_old = has_bond & ~recent_N[None, :]
+  keep_old = keep_old & in_use_R[:, None] & in_use_N[None, :]
+  Bq = jnp.where(keep_old, _as(take(subnet.bonds_NxN), dt), 0)
   # alpha and 1 - alpha each from the integer ppm: bma = 1e6 gives exactly 0 and 1 (kernels.py rule 2)
   alpha_fixed, keep_fixed = K.ppm_proportions(h.bonds_moving_average, dt)
 
-  # (A) classic
-  B_old = K.col_normalize(Bq)
-  dB = K.col_normalize(a_N[:, None] * Wb)
-  if variant == "liquid_alpha_v1":
-    lo, hi = K.u16_proportion(h.alpha_low, dt), K.u16_proportion(h.alpha_high, dt)
-    ok, alpha_col = _liquid_alpha_v1(C_N, in_use_N, lo, hi, dt)
-    use = ok & h.liquid_alpha_enabled
-    alpha_c = jnp.where(use, alpha_col, alpha_fixed)[None, :]
-    keep_c = jnp.where(use, 1 - alpha_col, keep_fixed)[None, :]
-  else:
-    alpha_c, keep_c = alpha_fixed, keep_fixed
-  # bma > 1e6 makes alpha < 0: the chain's sparse EMA keeps only positive entries (§1.10)
-  Bn_c = K.col_normalize(jnp.maximum(alpha_c * dB + keep_c * B_old, 0))
-  D_c = K.normalize(Bn_c @ I_N)
-  store_c = K.q16(K.col_max_upscale(Bn_c))
-
-  # (B) Yuma3: relative bonds, liquid alpha 2.0
-  B0 = K.u16_proportion(Bq, dt)
-  lo, hi = K.u16_proportion(h.alpha_low, dt), K.u16_proportion(h.alpha_high, dt)
-  steep = _as(h.alpha_sigmoid_steepness, dt) / 100
-  d = jnp.where(Wb >= B0, jnp.clip(Wb - C_N[None, :], 0, 1), jnp.clip(B0 - Wb, 0, 1))
-  x = jnp.clip(-steep * (d - 0.5), -20, 20)
-  alpha_e = jnp.clip(lo + (hi - lo) / (1 + jnp.exp(x)), lo, hi)
-  liquid = h.liquid_alpha_enabled & (C_N != 0).any()
-  Bn_liquid = K.mat_ema_alpha_sparse(Wb, Mb, B0, alpha_e)
-  Bn_fixed = jnp.maximum(alpha_fixed * Wb + keep_fixed * B0, 0)  # alpha < 0: positives only
-  Bn_3 = jnp.where(liquid, Bn_liquid, Bn_fixed)
-  D_3 = K.normalize(a_N * (K.col_normalize(Bn_3) @ I_N))
-  store_3 = K.q16(Bn_3)
-
+  # the bond path: static when the caller knows yuma3_enabled, else both and a traced choice
   yuma3 = h.yuma3_enabled & (variant == "current")
-  D_N = jnp.where(yuma3, D_3, D_c)
-  Bn = jnp.where(yuma3, Bn_3, Bn_c)
-  new_bonds = jnp.where(yuma3, store_3, store_c)
+  if variant != "current" or yuma3_static is False:
+    paths = ("classic",)
+  elif yuma3_static:
+    paths = ("yuma3",)
+  else:
+    paths = ("classic", "yuma3")
+
+  if "classic" in paths:  # (A) classic
+    B_old = K.col_normalize(Bq)
+    dB = K.col_normalize(a_R[:, None] * Wb)
+    if variant == "liquid_alpha_v1":
+      lo, hi = K.u16_proportion(h.alpha_low, dt), K.u16_proportion(h.alpha_high, dt)
+      ok, alpha_col = _liquid_alpha_v1(C_N, in_use_N, lo, hi, dt)
+      use = ok & h.liquid_alpha_enabled
+      alpha_c = jnp.where(use, alpha_col, alpha_fixed)[None, :]
+      keep_c = jnp.where(use, 1 - alpha_col, keep_fixed)[None, :]
+    else:
+      alpha_c, keep_c = alpha_fixed, keep_fixed
+    # bma > 1e6 makes alpha < 0: the chain's sparse EMA keeps only positive entries (§1.10)
+    Bn_c = K.col_normalize(jnp.maximum(alpha_c * dB + keep_c * B_old, 0))
+    D_c = K.normalize(put(zeros_N, Bn_c @ I_N))
+    store_c = K.q16(K.col_max_upscale(Bn_c))
+
+  if "yuma3" in paths:  # (B) Yuma3: relative bonds, liquid alpha 2.0
+    B0 = K.u16_proportion(Bq, dt)
+    Bn_fixed = jnp.maximum(alpha_fixed * Wb + keep_fixed * B0, 0)  # alpha < 0: positives only
+    if liquid_static is False:
+      Bn_3 = Bn_fixed
+    else:
+      lo, hi = K.u16_proportion(h.alpha_low, dt), K.u16_proportion(h.alpha_high, dt)
+      steep = _as(h.alpha_sigmoid_steepness, dt) / 100
+      d = jnp.where(Wb >= B0, jnp.clip(Wb - C_N[None, :], 0, 1), jnp.clip(B0 - Wb, 0, 1))
+      x = jnp.clip(-steep * (d - 0.5), -20, 20)
+      alpha_e = jnp.clip(lo + (hi - lo) / (1 + jnp.exp(x)), lo, hi)
+      liquid = (C_N != 0).any() & (True if liquid_static else h.liquid_alpha_enabled)
+      Bn_liquid = K.mat_ema_alpha_sparse(Wb, Mb, B0, alpha_e)
+      Bn_3 = jnp.where(liquid, Bn_liquid, Bn_fixed)
+    D_3 = K.normalize(put(zeros_N, a_R * (K.col_normalize(Bn_3) @ I_N)))
+    store_3 = K.q16(Bn_3)
+
+  if paths == ("classic",):
+    D_N, Bn, new_bonds = D_c, Bn_c, store_c
+  elif paths == ("yuma3",):
+    D_N, Bn, new_bonds = D_3, Bn_3, store_3
+  else:
+    D_N = jnp.where(yuma3, D_3, D_c)
+    Bn = jnp.where(yuma3, Bn_3, Bn_c)
+    new_bonds = jnp.where(yuma3, store_3, store_c)
 
   # bond rows persisted: new permit -> new row; lost permit -> cleared; else unchanged
-  lost_N = p_N & ~p_new_N
-  bonds = jnp.where(p_new_N[:, None], new_bonds,
-                    jnp.where(lost_N[:, None], 0, subnet.bonds_NxN))
-  has_bond = jnp.where(p_new_N[:, None], Bn > 0,
-                       jnp.where(lost_N[:, None], False, subnet.has_bond_NxN))
-  bonds = jnp.where(in_use_N[:, None] & in_use_N[None, :], bonds, 0).astype(jnp.int32)
-  has_bond = has_bond & in_use_N[:, None] & in_use_N[None, :]
+  lost_R = p_R & ~p_new_R
+  live = in_use_R[:, None] & in_use_N[None, :]
+  bonds_R = jnp.where(p_new_R[:, None], new_bonds,
+                      jnp.where(lost_R[:, None], 0, take(subnet.bonds_NxN)))
+  has_bond_R = jnp.where(p_new_R[:, None], Bn > 0, jnp.where(lost_R[:, None], False, has_bond))
+  bonds_R = jnp.where(live, bonds_R, 0).astype(jnp.int32)
+  has_bond_R = has_bond_R & live
+  if rows is None:
+    bonds, has_bond = bonds_R, has_bond_R
+  else:  # rows outside the rule keep their stored row (masked to registered uids, as above)
+    live_NxN = in_use_N[:, None] & in_use_N[None, :]
+    bonds = put(jnp.where(live_NxN, subnet.bonds_NxN, 0).astype(jnp.int32), bonds_R)
+    has_bond = put(subnet.has_bond_NxN & live_NxN, has_bond_R)
 
   # 1.11 emission split
   e_N = I_N + D_N
@@ -217,23 +389,55 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current",
       server_emission_N=amount(server_N), validator_emission_N=amount(validator_N),
       emission_N=amount(combined_N), bonds_NxN=bonds)
   f64 = lambda x: x.astype(subnet.consensus_N.dtype)
-  new = subnet.replace(
-      bonds_NxN=bonds, has_bond_NxN=has_bond, permit_N=p_new_N, active_N=active_N,
+  changed = dict(
+      has_bond_NxN=has_bond, permit_N=p_new_N, active_N=active_N,
       consensus_N=f64(C_N), validator_trust_N=f64(Tv_N), incentive_N=f64(I_N),
       dividends_N=f64(D_N), emission_N=out.emission_N, last_epoch_block=b,
       epoch_count=subnet.epoch_count + 1)
-  return new, out
+  return changed, out
 
 
-@functools.partial(jax.jit, static_argnames=("variant", "dtype", "chunk"))
+@functools.partial(jax.jit, static_argnames=("variant", "dtype", "chunk", "rows", "yuma3",
+                                             "liquid_alpha", "rows_checked"))
+def _epoch_many(subnets, emission_S, *, variant, dtype, chunk, rows, yuma3, liquid_alpha,
+                rows_checked=True):
+  """The mapped epoch: the ledger fields it writes (bonds are `out.bonds_NxN`) and the outputs."""
+  one = lambda se: _epoch_jit(se[0], se[1], variant=variant, dtype=dtype, rows=rows, yuma3=yuma3,
+                              liquid_alpha=liquid_alpha, rows_checked=rows_checked)
+  return jax.lax.map(one, (subnets, jnp.broadcast_to(emission_S, subnets.block.shape)),
+                     batch_size=chunk)
+
+
 def epoch_many(subnets: Subnet, emission_S: jax.Array, *, variant: str = "current", dtype=None,
-               chunk: int = 16) -> tuple[Subnet, EpochOut]:
+               chunk: int = 16, rows: int | None = None) -> tuple[Subnet, EpochOut]:
   """The epoch of S independent subnets (a leading S axis on every leaf) in one compiled call.
 
-  `lax.map` over groups of `chunk` vmapped subnets: the same result as `jax.vmap(epoch)`, but on
-  CPU the working set of a group stays in cache (1024 subnets of 256 uids: 1.2 s against 1.7 s
-  for a flat vmap on a 2-core machine, see benchmarks/epoch_vmap.py).
+  `lax.map` over groups of `chunk` vmapped subnets: the same result as `jax.vmap(epoch)`, with the
+  working set of a group in cache. On concrete input the bond path is chosen statically when the
+  batch agrees on `yuma3_enabled` / `liquid_alpha_enabled` (`bond_paths`), and `rows` is checked
+  against the row rule first (`check_rows`), so the epoch runs on R x N without a fallback.
+  benchmarks/consensus.py measures it against a loop of single jitted epochs.
+
+  Args:
+    subnets: S ledgers stacked on a leading axis.
+    emission_S: E per subnet (int64, [S] or a scalar).
+    variant, dtype, rows: as in `epoch`.
+    chunk: subnets vmapped together inside the `lax.map`.
+
+  Raises:
+    ValueError naming `rows` when a subnet needs more rows than R (concrete input only; traced
+    input keeps `epoch`'s exact fallback).
   """
-  return jax.lax.map(lambda se: epoch(se[0], se[1], variant=variant, dtype=dtype),
-                     (subnets, jnp.broadcast_to(emission_S, subnets.block.shape)),
-                     batch_size=chunk)
+  if variant not in VARIANTS:
+    raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+  if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+    raise ValueError(f"rows: expected a positive integer or None, got {rows!r:.60}")
+  yuma3, liquid = bond_paths(subnets.hyper)
+  concrete = _concrete(subnets)
+  if rows is not None and concrete:
+    check_rows(subnets, rows, variant=variant)
+  # traced input gets no host check, so each epoch keeps its exact fallback
+  changed, out = _epoch_many(subnets, emission_S, variant=variant, dtype=dtype, chunk=chunk,
+                             rows=rows, yuma3=yuma3, liquid_alpha=liquid, rows_checked=concrete)
+  # the ledger fields the epoch does not write are the input's own arrays (no copy)
+  return subnets.replace(bonds_NxN=out.bonds_NxN, **changed), out

@@ -1,0 +1,69 @@
+"""Every benchmark at a tiny size: the code runs and reports what it promises (no timing asserts)."""
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import consensus, numpy_epoch, run
+from bittensor_jax.chain import ledger, yuma
+
+
+def _run_json(capsys, *args):
+  assert run.main(["--size", "tiny", "--json", "--cache_dir", "", *args]) == 0
+  lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("{")]
+  assert len(lines) == 1
+  return json.loads(lines[0])
+
+
+def test_consensus_reports_the_promised_keys(capsys):
+  res = _run_json(capsys, "--only", "consensus")
+  for key in ("consensus_epochs_per_s", "consensus_f64_epochs_per_s", "numpy_epochs_per_s",
+              "numpy_f64_epochs_per_s", "jax_loop_epochs_per_s", "jax_dense_epochs_per_s",
+              "uid_scaling_ratio"):
+    assert math.isfinite(res[key]) and res[key] > 0, key
+  assert res["devices"] == jax.device_count() and res["benchmark"] == "consensus"
+  assert "consensus" in consensus.report(res)
+
+
+def test_network_reports_the_promised_keys_and_writes_the_chart(capsys, tmp_path):
+  png = tmp_path / "scaling.png"
+  res = _run_json(capsys, "--only", "network", "--png", str(png))
+  for key in ("tiny_blocks_per_s", "tiny_tokens_per_s", "tiny_flops_share_of_matmul",
+              "tiny_compile_s", "matmul_flops_per_s", "scaling_time_ratio"):
+    assert math.isfinite(res[key]) and res[key] > 0, key
+  assert all(m > 0 for m in res["scaling_peak_mib"]) and res["scaling_uids"] == [4]
+  assert png.stat().st_size > 1000
+
+
+def test_a_bad_flag_exits_2():
+  with pytest.raises(SystemExit) as e:
+    run.main(["--only", "nothing"])
+  assert e.value.code == 2
+
+
+@pytest.mark.parametrize("yuma3", [False, True])
+def test_numpy_epoch_gives_the_jax_answers(yuma3):
+  """The NumPy baseline is the same epoch: classic and Yuma3 with liquid alpha, an owner, in
+  float64 and float32; and the check that guards the timing notices a wrong answer."""
+  subs = consensus.make_subnets(2, 12, 4, seed=3, yuma3=yuma3, liquid=yuma3)
+  sub = jax.tree.map(lambda x: x[1], subs)
+  sub = sub.replace(hyper=sub.hyper.replace(subnet_owner_uid=jnp.asarray(7, jnp.int64)),
+                    stake_N=sub.stake_N.at[7].set(5e9))
+  host = numpy_epoch.to_numpy(sub)
+  for dt in (jnp.float64, jnp.float32):
+    _, want = yuma.epoch(sub, consensus.E, dtype=dt)
+    got = numpy_epoch.epoch(host, consensus.E, np.dtype(dt))
+    consensus._check_same("numpy", want, got, dt)  # pylint: disable=protected-access
+  got["dividends_N"] = got["dividends_N"][::-1]
+  with pytest.raises(AssertionError, match="dividends_N"):
+    consensus._check_same("numpy", want, got, jnp.float32)  # pylint: disable=protected-access
+
+
+def test_numpy_epoch_refuses_commit_reveal():
+  sub = ledger.subnet_from_neurons(np.ones(3), np.zeros(3, int), np.ones(3, int), np.ones(3, bool),
+                                   hyper=ledger.Hyper.create(commit_reveal_weights_enabled=True))
+  with pytest.raises(ValueError, match="commit_reveal_weights_enabled"):
+    numpy_epoch.to_numpy(sub)
