@@ -573,7 +573,11 @@ def train_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key
   train_one = functools.partial(
       train.local_train, steps=cfg.local_steps, batch=cfg.batch, seq_len=cfg.seq_len,
       teacher_fn=ensemble_teacher if distill else None, model_cfg=mcfg, train_cfg=cfg.train)
-  keys_M = jax.vmap(lambda m: jax.random.fold_in(k_train, m))(jnp.arange(M))
+  # a twin draws its slot's batches (same key): with no exchange it is its server, bit for bit
+  slots_M = jnp.asarray(model_slots(cfg, 1)[:K + len(evaluation.twin_slots(
+      cfg.twins, cfg.server_behaviours()))])
+  slots_M = jnp.concatenate([slots_M, jnp.arange(slots_M.shape[0], M)])
+  keys_M = jax.vmap(lambda m: jax.random.fold_in(k_train, m))(slots_M)
   distill_M = jnp.where(jnp.arange(M) < K, cfg.distill_weight if distill else 0.0,
                         0.0).astype(jnp.float32)
   if cfg.local_steps > 0:
@@ -603,6 +607,7 @@ class Query:
   queried_VxK: jax.Array       # bool
   probe_VxKxP: jax.Array       # f32 target log-probs on the fixed probe (NaN: no answer)
   caught_VxK: jax.Array        # i32 the last block each validator caught each server copying
+  copying_VxK: jax.Array       # bool caught within the last `copy_window` blocks
   network_loss_V: jax.Array    # f32 the network model's loss on the query (NaN: no model)
 
 
@@ -645,7 +650,8 @@ def query_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key
     network_loss_V = jnp.full((V,), jnp.nan, jnp.float32)
   return Query(tokens_VxBxL1=tokens_VxBxL1, logprobs_VxKxBxLxX=logprobs[:, :, :B],
                answered_VxK=answered_VxK & queried_VxK & ~copying_VxK, queried_VxK=queried_VxK,
-               probe_VxKxP=probe_VxKxP, caught_VxK=caught_VxK, network_loss_V=network_loss_V)
+               probe_VxKxP=probe_VxKxP, caught_VxK=caught_VxK, copying_VxK=copying_VxK,
+               network_loss_V=network_loss_V)
 
 
 def score_phase(cfg: NetworkConfig, state: NetworkState, q: Query, key: jax.Array
@@ -679,6 +685,9 @@ def score_phase(cfg: NetworkConfig, state: NetworkState, q: Query, key: jax.Arra
   scores_VxK = jnp.where(first, new_VxK,
                          jax.vmap(lambda e, n, s: scoring.update_scores(e, n, s, cfg.score_decay))(
                              state.scores_VxK, new_VxK, q.queried_VxK))
+  # a caught copier's credit is gone at once, not decayed away
+  no_credit = scoring.PENALTY if cfg.scoring == "loss" else 0.0
+  scores_VxK = jnp.where(q.copying_VxK, no_credit, scores_VxK)
   return scores_VxK, mix_VxK, loss_VxK
 
 
@@ -809,7 +818,7 @@ def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
       "train_loss_M": train_loss_M, "weights_rejected_N": codes_N,
       "incentive_N": out.incentive_N, "dividends_N": out.dividends_N,
       "emission_N": out.emission_N, "stake_N": sub.stake_N,
-      "copying_K": (block - q.caught_VxK < cfg.copy_window).mean(0),
+      "copying_K": q.copying_VxK.mean(0),
   })
   return state, metrics
 
