@@ -71,7 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   n.lr_spread = 3.0
   n.copy_lag = 10
   # knowledge exchange (bittensor_jax/exchange.py): none | distill | average | diloco
-  n.exchange = "none"
+  n.exchange = "diloco"               # measured on small (README, "Knowledge exchange")
   n.distill_weight = 0.5              # the KL weight of exchange "distill"
   n.sync_every = 10                   # blocks between syncs of average / diloco
   n.average_by = "incentive"          # whose knowledge counts: "incentive" or "stake"
@@ -83,7 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   n.eval_every = 200                  # blocks between test-split evaluations (and at the end)
   n.ngram_order = 3                   # the byte n-gram yardstick
   # validators: scoring is loss | loo | shapley | delta (delta: average / diloco only)
-  n.scoring = "loo"
+  n.scoring = "shapley"
   n.shapley_permutations = 16
   n.copy_window = 16                  # blocks of probe answers kept to catch lagging copies
   n.copy_tolerance = 1e-4
