@@ -788,7 +788,8 @@ def evaluate_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, 
                                key, model_cfg=cfg.model)
   due = block % cfg.eval_every == 0
   test = jax.lax.cond(due, run, lambda _: state.test, None)
-  return state.replace(test=test, test_block=jnp.where(due, block, state.test_block).astype(jnp.int32))
+  test_block = jnp.where(due, block, state.test_block).astype(jnp.int32)
+  return state.replace(test=test, test_block=test_block)
 
 
 def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,

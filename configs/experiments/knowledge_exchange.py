@@ -79,7 +79,8 @@ def table_row(exchange_mode: str, scoring: str, summary: dict) -> dict:
 def plot_table(frame, path) -> None:
   """Test loss (ensemble, best server, twin) and incentive spread per combination, as a PNG."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
   labels = [f"{e}\n{s}" for e, s in zip(frame["exchange"], frame["scoring"])]
   x = np.arange(len(frame))
