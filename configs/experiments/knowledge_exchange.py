@@ -93,8 +93,9 @@ def plot_table(frame, path) -> None:
   ngram = frame["ngram_loss"].astype(float).dropna()
   if len(ngram):
     ax1.axhline(float(ngram.iloc[0]), color="k", ls="--", lw=1, label="byte trigram")
-  lo = np.nanmin(frame[["ensemble_loss", "best_server_loss"]].astype(float).to_numpy())
-  ax1.set_ylim(lo - 0.2, None)
+  lo = np.nanmin(frame[["ensemble_loss", "best_server_loss", "ngram_loss"]].astype(float)
+                 .to_numpy())
+  ax1.set_ylim(lo - 0.1, None)  # the trigram line stays in view
   ax1.set_ylabel("test loss (nats/byte)")
   ax1.legend(fontsize=8, ncols=4)
   ax2.bar(x - 0.2, frame["top_incentive_share"].astype(float), 0.4, label="top incentive share")
