@@ -4,8 +4,9 @@ The default corpus is the Shakespeare plays shipped as data files with the `iamb
 package itself is never imported). Tokens are raw UTF-8 bytes, so the vocabulary is 256.
 
 Every document is cut in two: a training head (read by servers) and a held-out tail
-(`eval_fraction` of it, read only by validators). The tails are split into `V` disjoint pieces,
-one per validator. The heads are cut into fixed-size chunks and each chunk goes to at most one
+(`eval_fraction` of it). With `test_bytes` > 0 the start of every tail (a share proportional to
+its length, `test_bytes` in all) is the fixed test split, read by no neuron, only by the
+evaluation; the rest of the tails is split into `V` disjoint pieces, one per validator. The heads are cut into fixed-size chunks and each chunk goes to at most one
 server, drawn from a Dirichlet(skew) mixture over documents, so a small `skew` gives each server
 few plays. Each server then keeps only a log-uniform fraction of what it was dealt
 (`amount_spread`). Segments `(doc, start, stop)` are recorded so that disjointness can be checked.
@@ -45,6 +46,10 @@ class Shards:
   eval_segments_VxRx3: np.ndarray    # i64[V,R',3] same for validators
   server_mix_KxP: np.ndarray       # f64[K,P] Dirichlet mixture each server was dealt from
   server_amount_K: np.ndarray      # f64[K] kept fraction of the allotment, in (0, 1]
+  test_tokens_T: np.ndarray = dataclasses.field(     # u8[T''] the test split (no neuron reads it)
+      default_factory=lambda: np.zeros((0,), np.uint8))
+  test_segments_Rx3: np.ndarray = dataclasses.field(  # i64[R'',3] its byte ranges
+      default_factory=lambda: np.zeros((0, 3), np.int64))
 
 
 _MD_HEADER = re.compile(r"^#+\s*", re.MULTILINE)
@@ -149,7 +154,7 @@ def make_shards(docs: list[Document], num_servers: int, num_validators: int, *,
                 skew: float = 0.5, eval_fraction: float = 0.1, seed: int = 0,
                 amount_spread: float = 1.0, chunk_bytes: int = 2048,
                 max_server_tokens: int | None = None,
-                max_eval_tokens: int | None = None) -> Shards:
+                max_eval_tokens: int | None = None, test_bytes: int = 0) -> Shards:
   """Splits documents into non-IID private server shards and disjoint validator eval sets.
 
   Args:
@@ -165,10 +170,16 @@ def make_shards(docs: list[Document], num_servers: int, num_validators: int, *,
     chunk_bytes: size of the contiguous chunks dealt to servers.
     max_server_tokens: optional cap on each server's bytes (keeps shapes small).
     max_eval_tokens: optional cap on each validator's bytes.
+    test_bytes: size of the test split, taken from the start of every held-out tail in
+      proportion to the tail's length (0: none).
 
   Returns:
-    A `Shards`; every server byte range lies in a training head, every validator range in a
-    held-out tail, and no two servers or two validators share a byte.
+    A `Shards`; every server byte range lies in a training head, every validator range and the
+    test split in a held-out tail, and no two servers, two validators or a validator and the test
+    split share a byte.
+
+  Raises:
+    ValueError: bad counts or fractions, or a `test_bytes` the tails cannot hold.
   """
   if num_servers < 1 or num_validators < 1:
     raise ValueError(f"need >= 1 server and validator, got {num_servers}, {num_validators}")
@@ -181,10 +192,21 @@ def make_shards(docs: list[Document], num_servers: int, num_validators: int, *,
   lens = np.array([d.bytes_T.shape[0] for d in docs])
   train_end = np.floor(lens * (1.0 - eval_fraction)).astype(np.int64)
 
-  # Validators: each doc's tail is cut into V contiguous, disjoint pieces.
+  # The test split: the first test_d bytes of every tail, test_d proportional to the tail.
+  tail = lens - train_end
+  if test_bytes < 0 or test_bytes > tail.sum() // 2:
+    raise ValueError(f"test_bytes must be in [0, {tail.sum() // 2}] (half the held-out tails), "
+                     f"got {test_bytes}")
+  test_d = np.floor(test_bytes * tail / max(tail.sum(), 1)).astype(np.int64)
+  test_d[np.argsort(-tail)[:test_bytes - test_d.sum()]] += 1  # exactly test_bytes in all
+  test_segs = [(d, int(train_end[d]), int(train_end[d] + test_d[d]))
+               for d in range(num_docs) if test_d[d] > 0]
+  eval_start = train_end + test_d
+
+  # Validators: the rest of each doc's tail is cut into V contiguous, disjoint pieces.
   eval_segs: list[list[tuple[int, int, int]]] = [[] for _ in range(num_validators)]
   for d in range(num_docs):
-    cuts = np.linspace(train_end[d], lens[d], num_validators + 1).astype(np.int64)
+    cuts = np.linspace(eval_start[d], lens[d], num_validators + 1).astype(np.int64)
     for v in range(num_validators):
       if cuts[v + 1] > cuts[v]:
         eval_segs[v].append((d, int(cuts[v]), int(cuts[v + 1])))
@@ -222,7 +244,9 @@ def make_shards(docs: list[Document], num_servers: int, num_validators: int, *,
       eval_tokens_VxT=jnp.asarray(eval_VxT), eval_lengths_V=jnp.asarray(eval_len_V),
       server_segments_KxRx3=_pad_segments(server_segs),
       eval_segments_VxRx3=_pad_segments(eval_segs),
-      server_mix_KxP=mix_KxP, server_amount_K=amount_K)
+      server_mix_KxP=mix_KxP, server_amount_K=amount_K,
+      test_tokens_T=_gather(docs, test_segs, None)[0],
+      test_segments_Rx3=np.asarray(test_segs, np.int64).reshape(-1, 3))
 
 
 def shard_doc_histogram(segments_KxRx3: np.ndarray, num_docs: int) -> np.ndarray:

@@ -23,7 +23,10 @@ History fields (E epochs, N uids, K servers), the metagraph letters spelled as w
   over the epoch's blocks); registrations, deregistrations [E] (counts in the epoch);
   deregistrations_by_kind [E,5] (honest, noise, offline, copier servers, validators);
   weights_rejected [E,N]; block, total_issuance, pending_emission [E]; role [E,N] (0 server,
-  1 validator); behaviour [E,K] (server behaviour codes, `network.BEHAVIOURS`).
+  1 validator); behaviour [E,K] (server behaviour codes, `network.BEHAVIOURS`);
+  the latest test-split evaluation (`evaluation.py`, every `network.eval_every` blocks):
+  test_loss, test_se, test_acc, twin_loss [E,K] (nats/byte; a server's twin's loss, nan without
+  one), test_ensemble_loss, test_ensemble_se, test_ensemble_acc, test_block [E].
 """
 from __future__ import annotations
 
@@ -52,7 +55,11 @@ from bittensor_jax import config as config_lib
 
 SUMMARY_KEYS = ("ensemble_loss", "best_server_loss", "isolated_server_loss",
                 "quality_incentive_spearman", "deregistrations", "total_issuance_rao", "blocks",
-                "blocks_per_second", "honest_stake_share")
+                "blocks_per_second", "honest_stake_share", "participation_gain",
+                "participation_gain_all", "honest_servers_earning", "top_incentive_share",
+                "copier_incentive_ratio", "newcomers_earning", "ngram_loss", "test_tokens")
+RATE_EPOCHS = 10  # summary rates are means over the last 10 epochs
+EARNING = 0.01    # an incentive above this is "earning"
 DEREG_KINDS = ("honest", "noise", "offline", "copier", "validator")
 # Fields of config.json that may differ when resuming a workdir (they change no state).
 RESUMABLE_CHANGES = ("run.blocks", "run.checkpoint_every_epochs", "run.keep_checkpoints",
@@ -112,6 +119,9 @@ def history_fields(cfg: network.NetworkConfig) -> dict:
       "deregistrations_by_kind": ((5,), i64), "weights_rejected": ((N,), i64),
       "block": ((), i64), "total_issuance": ((), i64), "pending_emission": ((), i64),
       "role": ((N,), i32), "behaviour": ((K,), i32),
+      "test_loss": ((K,), f64), "test_se": ((K,), f64), "test_acc": ((K,), f64),
+      "twin_loss": ((K,), f64), "test_ensemble_loss": ((), f64),
+      "test_ensemble_se": ((), f64), "test_ensemble_acc": ((), f64), "test_block": ((), i64),
   }
 
 
@@ -141,7 +151,20 @@ def _epoch_row(cfg: network.NetworkConfig, state: network.NetworkState, metrics:
       "pending_emission": sub.pending_emission,
       "role": (np.arange(cfg.num_uids) < V).astype(np.int32),
       "behaviour": np.asarray(state.behaviour_K),
+      **_test_row(cfg, state),
   }
+
+
+def _test_row(cfg: network.NetworkConfig, state: network.NetworkState) -> dict:
+  """The history fields of the state's latest test-split evaluation."""
+  K = cfg.num_servers  # pylint: disable=invalid-name
+  t = jax.tree.map(lambda a: np.asarray(a, np.float64), distributed.gather(state.test))
+  twin_K = network.twin_models(cfg)
+  twin_loss = np.where(twin_K >= 0, t["loss_M"][np.maximum(twin_K, 0)], np.nan)
+  return {"test_loss": t["loss_M"][:K], "test_se": t["se_M"][:K], "test_acc": t["acc_M"][:K],
+          "twin_loss": twin_loss, "test_ensemble_loss": float(t["ensemble_loss"]),
+          "test_ensemble_se": float(t["ensemble_se"]),
+          "test_ensemble_acc": float(t["ensemble_acc"]), "test_block": int(state.test_block)}
 
 
 def restore_latest(cfg: network.NetworkConfig, workdir, num_devices: int | None = None):
@@ -168,13 +191,127 @@ def restore_latest(cfg: network.NetworkConfig, workdir, num_devices: int | None 
     ckpts.close()
 
 
-def summarize(cfg: network.NetworkConfig, state: network.NetworkState, last: dict) -> dict:
-  """Headline metrics from the final state and the last history row.
+def _finite(x) -> float | None:
+  x = float(x)
+  return x if math.isfinite(x) else None
+
+
+def value_summary(cfg: network.NetworkConfig, h: dict) -> dict:
+  """The knowledge-exchange and valuation keys of summary.json, from a run's history.
+
+  Definitions (issue 9). A server is the neuron holding a slot at the end (its `registered_at`);
+  its mean incentive is over the last `RATE_EPOCHS` epochs in which it held the slot; honest =
+  behaviour honest; losses are the final test-split evaluation (nats per byte).
+
+    participation_gain      median over honest servers registered for at least half the run of
+                            (twin loss - server loss); null without twins
+    participation_gain_all  the same over every honest server registered at the end
+    honest_servers_earning  fraction of honest servers at the end whose mean incentive > 0.01
+    top_incentive_share     the largest mean incentive of any server
+    copier_incentive_ratio  the copiers' mean incentive over the epochs in which a copier was
+                            registered, over the median honest server's mean incentive over the
+                            same epochs (null only if no copier was ever registered)
+    newcomers_earning       fraction of the honest newcomers (registered after block 0) whose
+                            immunity ended within the run and whose incentive exceeded 0.01 at
+                            some epoch before it ended (null if there was none)
+
+  Args:
+    cfg: the network config.
+    h: the history ({field: [E, ...]}, `history.read_all`).
+
+  Returns:
+    {key: float or None}.
+  """
+  V, K = cfg.num_validators, cfg.num_servers  # pylint: disable=invalid-name
+  inc_ExK = np.asarray(h["incentive"], np.float64)[:, V:]
+  reg_ExK = np.asarray(h["registered_at"], np.int64)[:, V:]
+  beh_ExK = np.asarray(h["behaviour"])
+  block_E = np.asarray(h["block"], np.int64)
+  E = len(block_E)  # pylint: disable=invalid-name
+  last = slice(max(E - RATE_EPOCHS, 0), E)
+  held_ExK = reg_ExK == reg_ExK[-1][None]
+  held = held_ExK[last]
+  mean_inc_K = np.where(held.any(0), np.where(held, inc_ExK[last], 0).sum(0)
+                        / np.maximum(held.sum(0), 1), inc_ExK[-1])
+  honest_K = beh_ExK[-1] == network.HONEST
+  gain_K = np.asarray(h["twin_loss"], np.float64)[-1] - np.asarray(h["test_loss"],
+                                                                    np.float64)[-1]
+  blocks = int(block_E[-1])
+  veteran_K = honest_K & (blocks - reg_ExK[-1] >= blocks / 2)
+  med = lambda x: _finite(np.median(x[np.isfinite(x)])) if np.isfinite(x).any() else None  # noqa
+  out = {
+      "participation_gain": med(gain_K[veteran_K]),
+      "participation_gain_all": med(gain_K[honest_K]),
+      "honest_servers_earning": _finite((mean_inc_K[honest_K] > EARNING).mean())
+                                if honest_K.any() else None,
+      "top_incentive_share": float(mean_inc_K.max()),
+  }
+  copier_ExK = beh_ExK == network.COPIER
+  with_copier = copier_ExK.any(1)
+  if with_copier.any():
+    cop = inc_ExK[with_copier][copier_ExK[with_copier]].mean()
+    hon = beh_ExK[with_copier] == network.HONEST
+    per_k = np.where(hon, inc_ExK[with_copier], 0).sum(0) / np.maximum(hon.sum(0), 1)
+    honest_median = float(np.median(per_k[hon.any(0)])) if hon.any() else 0.0
+    out["copier_incentive_ratio"] = (float(cop / honest_median) if honest_median > 0 else
+                                     (0.0 if cop == 0 else math.inf))
+  else:
+    out["copier_incentive_ratio"] = None
+  judged, earned = 0, 0
+  for k in range(K):
+    for r in np.unique(reg_ExK[:, k]):
+      if r <= 0 or r + cfg.immunity_period > blocks:
+        continue
+      mine = (reg_ExK[:, k] == r) & (block_E < r + cfg.immunity_period)
+      if not (beh_ExK[mine, k] == network.HONEST).all():
+        continue
+      judged += 1
+      earned += bool((inc_ExK[mine, k] > EARNING).any())
+  out["newcomers_earning"] = earned / judged if judged else None
+  return out
+
+
+def server_table(cfg: network.NetworkConfig, h: dict) -> list[dict]:
+  """Per server at the end: uid, behaviour, age (blocks), test loss, its twin's test loss,
+  mean incentive (over the last `RATE_EPOCHS` epochs it held the slot)."""
+  V = cfg.num_validators  # pylint: disable=invalid-name
+  inc_ExK = np.asarray(h["incentive"], np.float64)[:, V:]
+  reg_ExK = np.asarray(h["registered_at"], np.int64)[:, V:]
+  E = inc_ExK.shape[0]  # pylint: disable=invalid-name
+  held = (reg_ExK == reg_ExK[-1][None])[max(E - RATE_EPOCHS, 0):]
+  mean_inc = np.where(held, inc_ExK[max(E - RATE_EPOCHS, 0):], 0).sum(0) / np.maximum(
+      held.sum(0), 1)
+  blocks = int(np.asarray(h["block"])[-1])
+  return [{"uid": V + k, "behaviour": network.BEHAVIOURS[int(h["behaviour"][-1][k])],
+           "age": blocks - int(reg_ExK[-1, k]),
+           "test_loss": _finite(h["test_loss"][-1][k]), "twin_loss": _finite(h["twin_loss"][-1][k]),
+           "incentive": float(mean_inc[k])} for k in range(cfg.num_servers)]
+
+
+def format_server_table(rows: list[dict]) -> str:
+  """The per-server table as text."""
+  fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+  lines = [f"{'uid':>4} {'behaviour':>9} {'age':>6} {'test_loss':>9} {'twin_loss':>9} "
+           f"{'incentive':>9}"]
+  lines += [f"{r['uid']:>4} {r['behaviour']:>9} {r['age']:>6} {fmt(r['test_loss']):>9} "
+            f"{fmt(r['twin_loss']):>9} {fmt(r['incentive']):>9}" for r in rows]
+  return "\n".join(lines)
+
+
+def summarize(cfg: network.NetworkConfig, state: network.NetworkState, last: dict,
+              hist: dict | None = None, baseline: dict | None = None) -> dict:
+  """Headline metrics from the final state, the last history row and the whole history.
+
+  `ensemble_loss`, `best_server_loss` (the best honest server) and `isolated_server_loss` (the
+  median twin of the honest servers) are on the test split (the latest evaluation); the same on
+  the validators' query text, averaged over the last epoch's blocks, are `query_*`.
 
   Args:
     cfg: the network config.
     state: the final state.
     last: the last epoch's history row ({field: array}).
+    hist: the whole history (`history.read_all`); without it the valuation keys are None.
+    baseline: `Network.ngram_baseline()` (ngram_loss, test_tokens); None leaves them None.
 
   Returns:
     A JSON-ready dict with `SUMMARY_KEYS` (blocks_per_second is left to the caller) and more.
@@ -182,16 +319,28 @@ def summarize(cfg: network.NetworkConfig, state: network.NetworkState, last: dic
   V = cfg.num_validators  # pylint: disable=invalid-name
   quality_K = np.asarray(last["quality"], np.float64)[V:]
   incentive_K = np.asarray(last["incentive"], np.float64)[V:]
-  best = int(np.nanargmin(quality_K)) if np.isfinite(quality_K).any() else 0
   dereg = np.asarray(jax.device_get(state.deregistered_5)).tolist()
   stake_V = np.asarray(jax.device_get(state.subnet.stake_N), np.float64)[:V]
   honest_V = cfg.validator_behaviours() == network.V_HONEST
   total_v = stake_V.sum()
-  return {
-      "ensemble_loss": float(last["ensemble_loss"]),
-      "best_server_loss": float(quality_K[best]),
+  honest_K = np.asarray(last["behaviour"]) == network.HONEST
+  test_K = np.asarray(last["test_loss"], np.float64)
+  twin_K = np.asarray(last["twin_loss"], np.float64)
+  ok = honest_K & np.isfinite(test_K)
+  best = int(np.flatnonzero(ok)[np.argmin(test_K[ok])]) if ok.any() else 0
+  twins = twin_K[honest_K & np.isfinite(twin_K)]
+  out = {
+      "ensemble_loss": _finite(last["test_ensemble_loss"]),
+      "ensemble_se": _finite(last["test_ensemble_se"]),
+      "ensemble_accuracy": _finite(last["test_ensemble_acc"]),
+      "ensemble_bits_per_byte": _finite(float(last["test_ensemble_loss"]) / math.log(2)),
+      "best_server_loss": _finite(test_K[best]) if ok.any() else None,
       "best_server_uid": V + best,
-      "isolated_server_loss": float(last["isolated_server_loss"]),
+      "isolated_server_loss": _finite(np.median(twins)) if len(twins) else None,
+      "test_block": int(last["test_block"]),
+      "query_ensemble_loss": float(last["ensemble_loss"]),
+      "query_best_server_loss": float(last["best_server_loss"]),
+      "query_isolated_server_loss": _finite(last["isolated_server_loss"]),
       "quality_incentive_spearman": plots.spearman(-quality_K, incentive_K),
       "deregistrations": {"total": int(sum(dereg)), **dict(zip(DEREG_KINDS, map(int, dereg)))},
       "registrations": int(state.registrations),
@@ -204,7 +353,17 @@ def summarize(cfg: network.NetworkConfig, state: network.NetworkState, last: dic
       "final_quality": quality_K.tolist(),
       "final_consensus": np.asarray(last["consensus"], np.float64)[V:].tolist(),
       "validators": _validator_rows(cfg, state),
+      "exchange": cfg.exchange, "scoring": cfg.scoring,
+      "ngram_loss": None if baseline is None else baseline["loss"],
+      "ngram_order": cfg.ngram_order,
+      "test_tokens": None if baseline is None else baseline["test_tokens"],
   }
+  keys = ("participation_gain", "participation_gain_all", "honest_servers_earning",
+          "top_incentive_share", "copier_incentive_ratio", "newcomers_earning")
+  out.update(value_summary(cfg, hist) if hist else dict.fromkeys(keys))
+  if hist:
+    out["servers"] = server_table(cfg, hist)
+  return out
 
 
 def _validator_rows(cfg: network.NetworkConfig, state: network.NetworkState) -> list[dict]:
@@ -489,12 +648,21 @@ def _train(config, cfg: network.NetworkConfig, run: dict, net: network.Network,
       raise ValueError(f"{workdir}: history/ holds {count} epochs, the checkpoint is at epoch "
                        f"{epoch}; the summary would mix epochs")
     row = {k: v[0] for k, v in history.read_all(workdir / "history", count - 1).items()}
-  summary = summarize(cfg, state, row)
+  hist = history.read_all(workdir / "history") if main else None
+  if int(state.test_block) != int(state.subnet.block):  # evaluated every n blocks and at the end
+    state = net.evaluate(net.shard(state))
+    row = {**row, **_test_row(cfg, state)}
+    if hist is not None:
+      for key, value in _test_row(cfg, state).items():
+        hist[key][-1] = value
+  summary = summarize(cfg, state, row, hist, net.ngram_baseline())
   summary["blocks_per_second"] = timed_blocks / timed_seconds if timed_seconds else None
   summary["compile_seconds"] = compile_seconds or None
   summary["epochs"] = epoch
   if main:
     _write_json(workdir / "summary.json", summary)
     print(metagraph_table(cfg, state))
+    if "servers" in summary:
+      print(format_server_table(summary["servers"]))
   logging.info("summary: %s", {k: summary[k] for k in SUMMARY_KEYS})
   return summary

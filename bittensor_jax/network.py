@@ -1,22 +1,30 @@
 """The federated network: servers that learn, validators that judge, one compiled step that pays.
 
 This is where the neuron models and the chain meet; neither knows of the other. One block of
-`network_step`:
-  1. every server runs `local_steps` optimizer steps on its private shard (optionally distilling
-     from the network ensemble on its own text); copiers refresh a lagged copy of their target;
-  2. every validator queries every server (or k of them) with a batch of its held-out text,
-     scores the answers (loss, or leave-one-out value to its weighted ensemble) and updates a
-     moving average;
-  3. every `weights_rate` blocks the validators set weights through the SDK-side processing
-     (max-weight limit, u16) and the chain-side checks;
-  4. the chain mints the block emission and, every `tempo` blocks, runs Yuma and pays stake;
-  5. every `registration_interval` blocks a newcomer registers: the pruned uid's model and
-     optimizer are re-initialized, its bonds and weights cleared as on chain. Validators are
-     pruned only when `deregister_validators` is set; by default the pruning rule sees servers.
+`network_step` is a sequence of named pure phases:
+  exchange  "average" / "diloco" (`exchange.py`): every `sync_every` blocks the network model
+            takes an outer step on the servers' models, weighted by the chain's incentive or
+            stake, and the servers continue from it;
+  train     every model runs `local_steps` optimizer steps on its private shard ("distill":
+            towards the network ensemble on its own text); copiers refresh a lagged copy;
+  query     every validator queries every server (or k of them) with its held-out text and a
+            fixed probe, and catches answers that replay another server's earlier answer;
+  score     each validator values the answers (`network.scoring`: loss, leave-one-out,
+            permutation-sampled Shapley, or delta against the network model), refits its
+            ensemble (EM) and updates moving averages;
+  weights   every `weights_rate` blocks the validators set weights through the SDK-side
+            processing (max-weight limit, u16) and the chain-side checks;
+  chain     the chain mints the block emission and, every `tempo` blocks, runs Yuma;
+  evaluate  every `eval_every` blocks every model and the network ensemble on the test split;
+  register  every `registration_interval` blocks a newcomer takes the pruned uid (from the
+            network model where there is one); its slot's twin restarts with it.
+
+Only parameters or outputs move between neurons: no phase reads one model's shard for another
+(`network_test.test_servers_never_read_each_others_shards`).
 
 Dims: N uids (validators 0..V-1, servers V..V+K-1), V validators, K servers, M stacked models
-(K servers, then one isolated baseline model, then padding to a multiple of the device count),
-B query batch, L sequence length, X vocabulary.
+(K servers, then the isolated twins of `twins`, then padding to a multiple of the device count),
+B query batch, L sequence length, X vocabulary, H copy window, P probe bytes, W test windows.
 """
 # pylint: disable=invalid-name
 from __future__ import annotations
@@ -34,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from bittensor_jax import chain, data, distributed, scoring
+from bittensor_jax import chain, data, distributed, evaluation, exchange, scoring
 from bittensor_jax.chain import emission, ledger, registration
 from bittensor_jax import weights
 from bittensor_jax.neurons import train, transformer
@@ -42,6 +50,8 @@ from bittensor_jax.neurons import train, transformer
 RAO = emission.RAO_PER_TAO
 # Server behaviours (scoring codes; COPIER answers with a lagged copy of its target's model).
 HONEST, NOISE, OFFLINE, COPIER = scoring.HONEST, scoring.NOISE, scoring.OFFLINE, scoring.COPIER
+# Validator scorers (`network.scoring`); "value" is the old name of "loo".
+SCORINGS = ("loss", "loo", "value", "shapley", "delta")
 BEHAVIOURS = ("honest", "noise", "offline", "copier")
 # Validator behaviours.
 V_HONEST, V_LAZY, V_CABAL = 0, 1, 2
@@ -150,10 +160,26 @@ class NetworkConfig:
   batch: int = 8
   seq_len: int = 32
   lr_spread: float = 3.0            # server lr scale is log-uniform in [1/lr_spread, 1]
-  distill_weight: float = 0.0
   copy_lag: int = 10
+  # knowledge exchange (`exchange.py`)
+  exchange: str = "none"            # "none", "distill", "average" or "diloco"
+  distill_weight: float = 0.5       # KL weight of exchange "distill"
+  sync_every: int = 10              # blocks between syncs of "average" / "diloco"
+  average_by: str = "incentive"     # contributions to the network model: "incentive" or "stake"
+  outer_lr: float = 0.7             # diloco's outer Nesterov SGD
+  outer_momentum: float = 0.9
+  # evaluation (`evaluation.py`)
+  twins: str = "all"                # isolated twins: "all" server slots, "one", "none"
+  test_bytes: int = 32_768          # the fixed test split
+  eval_every: int = 200             # blocks between test-split evaluations
+  ngram_order: int = 3              # the n-gram yardstick
   # validators
-  scoring: str = "value"            # "value" (leave-one-out) or "loss"
+  scoring: str = "loo"              # "loss", "loo" (leave-one-out; "value" is an alias),
+                                    # "shapley" or "delta" (average / diloco only)
+  shapley_permutations: int = 16    # orderings per query (antithetic pairs)
+  copy_window: int = 16             # blocks of probe answers kept to catch lagging copies
+  copy_tolerance: float = 1e-4      # nats: answers closer than this are the same answer
+  probe_windows: int = 1            # fixed probe windows each validator asks every block
   query_batch: int = 4
   query_k: int = 0                  # servers queried per block (0 = all)
   score_decay: float = 0.9
@@ -197,7 +223,29 @@ class NetworkConfig:
           "validator_stake_tao", f"needs one entry per validator ({self.num_validators})")
     check(all(np.isfinite(s) and s >= 0 for s in self.validator_stake_tao),
           "validator_stake_tao", "stakes must be finite and >= 0")
-    check(self.scoring in ("value", "loss"), "scoring", "must be 'value' or 'loss'")
+    check(self.scoring in SCORINGS, "scoring", f"must be one of {SCORINGS}, got {self.scoring!r}")
+    check(self.exchange in exchange.MODES, "exchange",
+          f"must be one of {exchange.MODES}, got {self.exchange!r}")
+    check(self.scoring != "delta" or self.exchange in exchange.SYNCING, "scoring",
+          f"'delta' needs a network model: network.exchange in {exchange.SYNCING}, "
+          f"got {self.exchange!r}")
+    check(self.average_by in exchange.AVERAGE_BY, "average_by",
+          f"must be one of {exchange.AVERAGE_BY}, got {self.average_by!r}")
+    check(self.twins in evaluation.TWINS, "twins",
+          f"must be one of {evaluation.TWINS}, got {self.twins!r}")
+    check(self.exchange != "distill" or self.distill_weight > 0, "distill_weight",
+          "must be > 0 with exchange 'distill'")
+    check(self.distill_weight >= 0, "distill_weight", "must be >= 0")
+    check(self.outer_lr > 0, "outer_lr", "must be > 0")
+    check(0 <= self.outer_momentum < 1, "outer_momentum", "must be in [0, 1)")
+    check(self.shapley_permutations >= 2 and self.shapley_permutations % 2 == 0,
+          "shapley_permutations", "must be an even number >= 2 (antithetic pairs)")
+    check(self.copy_tolerance >= 0, "copy_tolerance", "must be >= 0")
+    check(self.test_bytes >= self.seq_len + 1, "test_bytes",
+          f"must hold at least one window of seq_len + 1 = {self.seq_len + 1} bytes")
+    check(1 <= self.ngram_order <= 7, "ngram_order", "must be in [1, 7]")
+    for name in ("sync_every", "eval_every", "copy_window", "probe_windows"):
+      check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
     check(self.weights_rate >= 1, "weights_rate", "must be >= 1")
     check(self.tempo >= 1, "tempo", "must be >= 1")
     check(0 < self.max_weight_limit <= 1, "max_weight_limit", "must be in (0, 1]")
@@ -271,52 +319,101 @@ def _fail(field, msg):
 @flax.struct.dataclass
 class NetworkState:
   subnet: ledger.Subnet
-  params: Any                  # f32[M, ...] stacked models
+  params: Any                  # f32[M, ...] stacked models: K servers, then twins, then padding
   opt_state: Any               # [M, ...]
-  scores_VxK: jax.Array        # f32 moving-average scores (loss or value)
+  scores_VxK: jax.Array        # f32 moving-average scores (loss, loo, shapley or delta)
   mix_VxK: jax.Array           # f32 each validator's ensemble weights over servers (EM-fitted)
   behaviour_K: jax.Array       # i32 server behaviours
   copy_target_K: jax.Array     # i32 whose model each copier copies
-  lr_scale_M: jax.Array        # f32
+  lr_scale_M: jax.Array        # f32 (a twin has its slot's)
   key: jax.Array               # typed PRNG key; per-block keys are fold_in(key, block)
   retired_stake: jax.Array     # f64 stake of deregistered neurons (kept for conservation)
   deregistered_5: jax.Array    # i32 counts: honest, noise, offline, copier servers; validators
   registrations: jax.Array     # i32
+  global_params: Any           # the network model of "average" / "diloco" (no M axis)
+  outer_state: Any             # its outer optimizer's state (`exchange.outer_optimizer`)
+  probe_VxHxKxP: jax.Array     # f32 each validator's last H probe answers (target log-probs)
+  caught_VxK: jax.Array        # i32 the last block each validator caught a server copying
+  test: dict                   # the latest test-split evaluation (`evaluation.evaluate`)
+  test_block: jax.Array        # i32 the block of that evaluation (-1: none yet)
 
 
 @flax.struct.dataclass
 class NetworkData:
-  server_tokens_MxT: jax.Array  # i32 each model's private shard (isolated model: server 0's)
+  server_tokens_MxT: jax.Array  # i32 each model's private shard (a twin: its slot's)
   server_lengths_M: jax.Array
   eval_tokens_VxT: jax.Array    # i32 validators' held-out text
   eval_lengths_V: jax.Array
+  probe_VxPxL1: jax.Array       # i32 each validator's fixed probe windows (from its own text)
+  test_windows_WxL1: jax.Array  # i32 the test split (`evaluation.test_windows`)
+
+
+NEVER = -(2**30)  # "never caught" block
+
+
+def model_slots(cfg: NetworkConfig, num_devices: int = 1) -> np.ndarray:
+  """The server slot each stacked model belongs to: i64[M] (servers, twins, padding -> 0)."""
+  twins = evaluation.twin_slots(cfg.twins, cfg.server_behaviours())
+  slots = np.concatenate([np.arange(cfg.num_servers), twins])
+  m = -(-len(slots) // num_devices) * num_devices
+  return np.concatenate([slots, np.zeros(m - len(slots), np.int64)]).astype(np.int64)
 
 
 def num_models(cfg: NetworkConfig, num_devices: int = 1) -> int:
-  m = cfg.num_servers + 1
-  return -(-m // num_devices) * num_devices
+  return len(model_slots(cfg, num_devices))
+
+
+def twin_models(cfg: NetworkConfig) -> np.ndarray:
+  """The model index of each slot's twin, -1 where the slot has none: i64[K]."""
+  K = cfg.num_servers
+  twins = evaluation.twin_slots(cfg.twins, cfg.server_behaviours())
+  out = np.full(K, -1, np.int64)
+  out[twins] = K + np.arange(len(twins))
+  return out
+
+
+def _shards(cfg: NetworkConfig) -> data.Shards:
+  docs = data.load_corpus(cfg.data_dir)
+  return data.make_shards(docs, cfg.num_servers, cfg.num_validators, skew=cfg.skew,
+                          eval_fraction=cfg.eval_fraction, seed=cfg.seed,
+                          amount_spread=cfg.amount_spread,
+                          max_server_tokens=cfg.max_server_tokens,
+                          max_eval_tokens=cfg.max_eval_tokens, test_bytes=cfg.test_bytes)
 
 
 def build_data(cfg: NetworkConfig, num_devices: int = 1) -> NetworkData:
-  """Loads the corpus and deals private shards (host side, once)."""
-  docs = data.load_corpus(cfg.data_dir)
-  shards = data.make_shards(docs, cfg.num_servers, cfg.num_validators, skew=cfg.skew,
-                            eval_fraction=cfg.eval_fraction, seed=cfg.seed,
-                            amount_spread=cfg.amount_spread,
-                            max_server_tokens=cfg.max_server_tokens,
-                            max_eval_tokens=cfg.max_eval_tokens)
+  """Loads the corpus and deals private shards, validator text and the test split (host side)."""
+  shards = _shards(cfg)
   need = cfg.seq_len + 1
   short = np.nonzero(np.asarray(shards.server_lengths_K) < need)[0]
   if len(short):
     raise ValueError(f"network.seq_len: server shards {short.tolist()} hold fewer than "
                      f"seq_len + 1 = {need} bytes; use more text or a shorter seq_len")
-  M = num_models(cfg, num_devices)
-  rows = np.concatenate([np.arange(cfg.num_servers), np.zeros(M - cfg.num_servers, int)])
+  probe_need = cfg.probe_windows * need
+  if int(np.min(shards.eval_lengths_V)) < probe_need:
+    raise ValueError(f"network.probe_windows: a validator's text holds fewer than "
+                     f"probe_windows * (seq_len + 1) = {probe_need} bytes")
+  rows = model_slots(cfg, num_devices)
   tok = np.asarray(shards.server_tokens_KxT).astype(np.int32)[rows]
+  eval_VxT = np.asarray(shards.eval_tokens_VxT, np.int32)
+  probe = eval_VxT[:, :probe_need].reshape(cfg.num_validators, cfg.probe_windows, need)
   return NetworkData(server_tokens_MxT=jnp.asarray(tok),
                      server_lengths_M=jnp.asarray(np.asarray(shards.server_lengths_K)[rows]),
-                     eval_tokens_VxT=jnp.asarray(np.asarray(shards.eval_tokens_VxT, np.int32)),
-                     eval_lengths_V=jnp.asarray(shards.eval_lengths_V))
+                     eval_tokens_VxT=jnp.asarray(eval_VxT),
+                     eval_lengths_V=jnp.asarray(shards.eval_lengths_V),
+                     probe_VxPxL1=jnp.asarray(probe),
+                     test_windows_WxL1=jnp.asarray(
+                         evaluation.test_windows(shards.test_tokens_T, cfg.seq_len)))
+
+
+def ngram_baseline(cfg: NetworkConfig) -> dict:
+  """The byte n-gram yardstick of a network (`evaluation.ngram_baseline`), with `test_tokens`."""
+  shards = _shards(cfg)
+  rows = [np.asarray(shards.server_tokens_KxT[k, :int(shards.server_lengths_K[k])])
+          for k in range(cfg.num_servers)]
+  windows = evaluation.test_windows(shards.test_tokens_T, cfg.seq_len)
+  out = evaluation.ngram_baseline(rows, windows, cfg.ngram_order)
+  return {**out, "test_tokens": int(windows.shape[0] * cfg.seq_len)}
 
 
 def _init_models(cfg: NetworkConfig, key: jax.Array, index_M: jax.Array):
@@ -327,11 +424,20 @@ def _init_models(cfg: NetworkConfig, key: jax.Array, index_M: jax.Array):
   return params, train.init_opt_state(params, cfg.train)
 
 
+def _outer(cfg: NetworkConfig):
+  return exchange.outer_optimizer(cfg.exchange, cfg.outer_lr, cfg.outer_momentum)
+
+
 def init_state(cfg: NetworkConfig, num_devices: int = 1) -> NetworkState:
-  """The network at block 0: validators staked, servers unstaked, fresh models."""
+  """The network at block 0: validators staked, servers unstaked, fresh models.
+
+  A twin starts from its slot's init (same key) with its slot's learning-rate scale; in the
+  syncing exchanges every server starts from the network model (server 0's init).
+  """
   ledger.require_x64()
   V, K, N = cfg.num_validators, cfg.num_servers, cfg.num_uids
-  M = num_models(cfg, num_devices)
+  slots_M = model_slots(cfg, num_devices)
+  M = len(slots_M)
   key = jax.random.key(cfg.seed)
   stake_tao = cfg.validator_stake_tao_V()
   stake = np.concatenate([np.round(stake_tao * RAO), np.zeros(K)])
@@ -347,19 +453,28 @@ def init_state(cfg: NetworkConfig, num_devices: int = 1) -> NetworkState:
   subnet = ledger.subnet_from_neurons(stake, np.zeros(N, int), np.zeros(N, int),
                                       np.arange(N) < V, hyper=hyper)
   subnet = subnet.replace(total_issuance=jnp.asarray(int(stake.sum()), jnp.int64))
-  params, opt_state = _init_models(cfg, jax.random.fold_in(key, 1), jnp.arange(M))
+  syncing = cfg.exchange in exchange.SYNCING
+  init_index = np.zeros(M, np.int64) if syncing else slots_M
+  params, opt_state = _init_models(cfg, jax.random.fold_in(key, 1), jnp.asarray(init_index))
+  global_params = jax.tree.map(lambda p: p[0], params)
   rng = np.random.default_rng(cfg.seed)
-  lr_scale = np.exp(rng.uniform(-np.log(cfg.lr_spread), 0, M)).astype(np.float32)
+  lr_scale_K = np.exp(rng.uniform(-np.log(cfg.lr_spread), 0, K)).astype(np.float32)
   behaviour = cfg.server_behaviours()
   honest = np.nonzero(behaviour == HONEST)[0]
   copy_target = np.where(behaviour == COPIER, honest[np.arange(K) % len(honest)], np.arange(K))
+  P = cfg.probe_windows * cfg.seq_len
   return NetworkState(
       subnet=subnet, params=params, opt_state=opt_state,
       scores_VxK=jnp.zeros((V, K), jnp.float32),
       mix_VxK=jnp.full((V, K), 1.0 / K, jnp.float32), behaviour_K=jnp.asarray(behaviour),
-      copy_target_K=jnp.asarray(copy_target, jnp.int32), lr_scale_M=jnp.asarray(lr_scale),
+      copy_target_K=jnp.asarray(copy_target, jnp.int32),
+      lr_scale_M=jnp.asarray(lr_scale_K[slots_M]),
       key=key, retired_stake=jnp.asarray(0.0, jnp.float64),
-      deregistered_5=jnp.zeros((5,), jnp.int32), registrations=jnp.asarray(0, jnp.int32))
+      deregistered_5=jnp.zeros((5,), jnp.int32), registrations=jnp.asarray(0, jnp.int32),
+      global_params=global_params, outer_state=_outer(cfg).init(global_params),
+      probe_VxHxKxP=jnp.full((V, cfg.copy_window, K, P), jnp.nan, jnp.float32),
+      caught_VxK=jnp.full((V, K), NEVER, jnp.int32),
+      test=evaluation.empty_result(M), test_block=jnp.asarray(-1, jnp.int32))
 
 
 def _where_tree(pred, a, b):
@@ -397,33 +512,74 @@ def register_newcomer(sub: ledger.Subnet, num_validators: int, deregister_valida
   return new, uid, full & (uid != registration.NO_UID)
 
 
-def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
-                 key: jax.Array) -> tuple[NetworkState, dict]:
-  """One block of the whole network (pure; jit it at the edge, see `Network`)."""
-  V, K, N = cfg.num_validators, cfg.num_servers, cfg.num_uids
-  M = state.lr_scale_M.shape[0]
-  sub = state.subnet
-  block = sub.block + 1  # the block being produced
-  k_train, k_query, k_noise, k_subset, k_reg = jax.random.split(key, 5)
-  mcfg = cfg.model
+# ---- the phases of one block ----------------------------------------------------------------
 
-  # ---- 1. servers train locally on their private shards ------------------------------------
-  incentive_K = sub.incentive_N[V:].astype(jnp.float32)
-  server_b = jnp.where(state.behaviour_K == COPIER, HONEST, state.behaviour_K)
+def _answering(behaviour_K):
+  """Behaviour codes as answers are produced: a copier answers with its (copied) model."""
+  return jnp.where(behaviour_K == COPIER, HONEST, behaviour_K)
+
+
+def _network_mix(sub: ledger.Subnet, mix_VxK: jax.Array, V: int) -> jax.Array:
+  """The network's ensemble weights: the validators' mixtures weighted by their stake."""
+  mix_K = (sub.stake_N[:V, None].astype(jnp.float32) * mix_VxK).sum(0)
+  return jnp.where(mix_K.sum() > 0, mix_K, 1.0)
+
+
+def exchange_phase(cfg: NetworkConfig, state: NetworkState, block: jax.Array) -> NetworkState:
+  """"average" / "diloco": every `sync_every` blocks the network model takes one outer step on
+  the servers' models (weighted by incentive or stake) and every non-copier server continues
+  from it. Twins and copiers never take part; other modes return `state` unchanged."""
+  if cfg.exchange not in exchange.SYNCING:
+    return state
+  V, K = cfg.num_validators, cfg.num_servers
+  sub = state.subnet
+  amount_K = (sub.incentive_N if cfg.average_by == "incentive" else sub.stake_N)[V:]
+  takes_part_K = state.behaviour_K != COPIER
+  w_K = exchange.contribution_weights(amount_K, takes_part_K)
+  servers = jax.tree.map(lambda p: p[:K], state.params)
+  glob, outer = exchange.sync(_outer(cfg), state.global_params, state.outer_state, servers, w_K)
+  due = block % cfg.sync_every == 0
+  glob = _where_tree(due, glob, state.global_params)
+  outer = _where_tree(due, outer, state.outer_state)
+  is_server_M = jnp.arange(state.lr_scale_M.shape[0]) < K
+  reset_M = is_server_M.at[:K].set(takes_part_K) & due
+  params = jax.tree.map(lambda p, g: jnp.where(_bcast(reset_M, p), g[None], p),
+                        state.params, glob)
+  return state.replace(params=params, global_params=glob, outer_state=outer)
+
+
+def train_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key: jax.Array,
+                block: jax.Array):
+  """Every model takes `local_steps` optimizer steps on its shard; servers distil from the
+  network ensemble in exchange "distill" (twins never do); copiers do not train and every
+  `copy_lag` blocks take a copy of their target's model.
+
+  Returns:
+    (params, opt_state, train_loss_M).
+  """
+  K = cfg.num_servers
+  M = state.lr_scale_M.shape[0]
+  k_train, k_noise = jax.random.split(key)
+  mcfg = cfg.model
+  server_b = _answering(state.behaviour_K)
+  distill = cfg.exchange == "distill"
 
   def ensemble_teacher(inputs_BxL):
     logits = transformer.apply_all(jax.tree.map(lambda p: p[:K], state.params), inputs_BxL, mcfg)
     lp, ans = scoring.answer_logprobs(logits, server_b, k_noise)
-    mix = (state.subnet.stake_N[:V, None].astype(jnp.float32) * state.mix_VxK).sum(0)
+    mix = _network_mix(state.subnet, state.mix_VxK, cfg.num_validators)
     return jax.lax.stop_gradient(scoring.ensemble_logprobs(lp, mix, ans))
 
   train_one = functools.partial(
       train.local_train, steps=cfg.local_steps, batch=cfg.batch, seq_len=cfg.seq_len,
-      teacher_fn=ensemble_teacher if cfg.distill_weight > 0 else None,
-      model_cfg=mcfg, train_cfg=cfg.train)
-  keys_M = jax.vmap(lambda m: jax.random.fold_in(k_train, m))(jnp.arange(M))
-  # servers distil; the isolated baseline (model K) and padding never do (weight 0)
-  distill_M = jnp.where(jnp.arange(M) < K, cfg.distill_weight, 0.0).astype(jnp.float32)
+      teacher_fn=ensemble_teacher if distill else None, model_cfg=mcfg, train_cfg=cfg.train)
+  # a twin draws its slot's batches (same key): with no exchange it is its server, bit for bit
+  slots_M = jnp.asarray(model_slots(cfg, 1)[:K + len(evaluation.twin_slots(
+      cfg.twins, cfg.server_behaviours()))])
+  slots_M = jnp.concatenate([slots_M, jnp.arange(slots_M.shape[0], M)])
+  keys_M = jax.vmap(lambda m: jax.random.fold_in(k_train, m))(slots_M)
+  distill_M = jnp.where(jnp.arange(M) < K, cfg.distill_weight if distill else 0.0,
+                        0.0).astype(jnp.float32)
   if cfg.local_steps > 0:
     params, opt_state, tm = jax.vmap(
         lambda p, o, t, n, k, s, w: train_one(p, o, t, n, k, lr_scale=s, distill_weight=w))(
@@ -432,7 +588,6 @@ def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
     train_loss_M = tm["ce"].mean(-1)
   else:
     params, opt_state, train_loss_M = state.params, state.opt_state, jnp.zeros((M,))
-  # copiers do not train; every copy_lag blocks they take a copy of their target's model
   is_copier_M = jnp.zeros((M,), bool).at[:K].set(state.behaviour_K == COPIER)
   params = jax.tree.map(lambda new, old: jnp.where(_bcast(is_copier_M, new), old, new),
                         params, state.params)
@@ -440,58 +595,110 @@ def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
   src_M = jnp.arange(M).at[:K].set(jnp.where(state.behaviour_K == COPIER, state.copy_target_K,
                                              jnp.arange(K)))
   params = jax.tree.map(lambda p: jnp.where(refresh, p[src_M], p), params)
+  return params, opt_state, train_loss_M
 
-  # ---- 2. validators query every server with their held-out text ---------------------------
-  qkeys_V = jax.random.split(k_query, V)
+
+@flax.struct.dataclass
+class Query:
+  """What the validators asked and received in one block (`query_phase`)."""
+  tokens_VxBxL1: jax.Array     # i32 the query windows
+  logprobs_VxKxBxLxX: jax.Array  # f32 sanitised answers
+  answered_VxK: jax.Array      # bool answered, queried and not caught copying
+  queried_VxK: jax.Array       # bool
+  probe_VxKxP: jax.Array       # f32 target log-probs on the fixed probe (NaN: no answer)
+  caught_VxK: jax.Array        # i32 the last block each validator caught each server copying
+  copying_VxK: jax.Array       # bool caught within the last `copy_window` blocks
+  network_loss_V: jax.Array    # f32 the network model's loss on the query (NaN: no model)
+
+
+def query_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key: jax.Array,
+                block: jax.Array) -> Query:
+  """Every validator queries every server (or `query_k` of them) with windows of its held-out
+  text plus its fixed probe, and checks the probe answers for lagging copies
+  (`scoring.lagging_copies`): a server caught within the last `copy_window` blocks counts as
+  not answering. `state.params` are the models after this block's training."""
+  V, K = cfg.num_validators, cfg.num_servers
+  k_query, k_noise, k_subset = jax.random.split(key, 3)
+  mcfg = cfg.model
   tokens_VxBxL1 = jax.vmap(functools.partial(data.sample_windows, batch=cfg.query_batch,
                                              seq_len=cfg.seq_len))(
-      data_.eval_tokens_VxT, data_.eval_lengths_V, qkeys_V)
-  inputs_VxBxL, targets_VxBxL = tokens_VxBxL1[..., :-1], tokens_VxBxL1[..., 1:]
-  server_params = jax.tree.map(lambda p: p[:K], params)
-  logits_VxKxBxLxX = jax.vmap(lambda t: transformer.apply_all(server_params, t, mcfg))(
-      inputs_VxBxL)
-  logprobs, answered_VxK = jax.vmap(lambda lg, k: scoring.answer_logprobs(lg, server_b, k))(
-      logits_VxKxBxLxX, jax.random.split(k_noise, V))
+      data_.eval_tokens_VxT, data_.eval_lengths_V, jax.random.split(k_query, V))
+  asked_VxB2xL1 = jnp.concatenate([tokens_VxBxL1, data_.probe_VxPxL1], axis=1)
+  server_params = jax.tree.map(lambda p: p[:K], state.params)
+  logits = jax.vmap(lambda t: transformer.apply_all(server_params, t[:, :-1], mcfg))(
+      asked_VxB2xL1)
+  logprobs, answered_VxK = jax.vmap(
+      lambda lg, k: scoring.answer_logprobs(lg, _answering(state.behaviour_K), k))(
+          logits, jax.random.split(k_noise, V))
+  B = cfg.query_batch
+  probe_VxKxP = jax.vmap(scoring.target_logprobs)(
+      logprobs[:, :, B:], data_.probe_VxPxL1[..., 1:]).reshape(V, K, -1)
+  probe_VxKxP = jnp.where(answered_VxK[..., None], probe_VxKxP, jnp.nan)
+  caught_now = jax.vmap(functools.partial(scoring.lagging_copies, tol=cfg.copy_tolerance))(
+      probe_VxKxP, state.probe_VxHxKxP, answered_VxK)
+  caught_VxK = jnp.where(caught_now, block, state.caught_VxK).astype(jnp.int32)
+  copying_VxK = block - caught_VxK < cfg.copy_window
   if cfg.query_k:
     queried_VxK = jax.vmap(lambda k: scoring.sample_subset(k, K, cfg.query_k))(
         jax.random.split(k_subset, V))
   else:
     queried_VxK = jnp.ones((V, K), bool)
-  answered_VxK = answered_VxK & queried_VxK
-  loss_VxK = jax.vmap(scoring.loss_scores)(logprobs, targets_VxBxL, answered_VxK)
-  # each validator's ensemble: mixture weights fitted by EM on the answers it receives
-  mix_VxK = jax.vmap(lambda lp, t, a, w: scoring.fit_mixture(lp, t, a, w, cfg.mix_em_steps))(
-      logprobs, targets_VxBxL, answered_VxK, state.mix_VxK)
+  if cfg.exchange in exchange.SYNCING:
+    network_loss_V = jax.vmap(lambda t: train.eval_loss(state.global_params, t, model_cfg=mcfg))(
+        tokens_VxBxL1)
+  else:
+    network_loss_V = jnp.full((V,), jnp.nan, jnp.float32)
+  return Query(tokens_VxBxL1=tokens_VxBxL1, logprobs_VxKxBxLxX=logprobs[:, :, :B],
+               answered_VxK=answered_VxK & queried_VxK & ~copying_VxK, queried_VxK=queried_VxK,
+               probe_VxKxP=probe_VxKxP, caught_VxK=caught_VxK, copying_VxK=copying_VxK,
+               network_loss_V=network_loss_V)
+
+
+def score_phase(cfg: NetworkConfig, state: NetworkState, q: Query, key: jax.Array
+                ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Each validator values the answers with `network.scoring`, refits its ensemble (EM) and
+  updates its moving averages.
+
+  Returns:
+    (scores_VxK, mix_VxK, loss_VxK): the new moving-average scores and mixtures, and this
+    query's loss of every server (the penalty where it did not count as answering).
+  """
+  V, K = cfg.num_validators, cfg.num_servers
+  targets_VxBxL = q.tokens_VxBxL1[..., 1:]
+  lp, answered = q.logprobs_VxKxBxLxX, q.answered_VxK
+  loss_VxK = jax.vmap(scoring.loss_scores)(lp, targets_VxBxL, answered)
+  mix_VxK = jax.vmap(lambda l, t, a, w: scoring.fit_mixture(l, t, a, w, cfg.mix_em_steps))(
+      lp, targets_VxBxL, answered, state.mix_VxK)
   mix_VxK = cfg.score_decay * state.mix_VxK + (1 - cfg.score_decay) * mix_VxK
-  if cfg.scoring == "value":
-    new_VxK = jax.vmap(scoring.leave_one_out_value)(logprobs, targets_VxBxL, state.mix_VxK,
-                                                    answered_VxK)
+  if cfg.scoring in ("loo", "value"):
+    new_VxK = jax.vmap(scoring.leave_one_out_value)(lp, targets_VxBxL, state.mix_VxK, answered)
+  elif cfg.scoring == "shapley":
+    perms_VxPxK = jax.vmap(lambda k: scoring.sample_permutations(
+        k, K, cfg.shapley_permutations))(jax.random.split(key, V))
+    new_VxK = jax.vmap(scoring.shapley_value)(lp, targets_VxBxL, state.mix_VxK, answered,
+                                              perms_VxPxK)
+  elif cfg.scoring == "delta":
+    new_VxK = jax.vmap(scoring.delta_value)(q.network_loss_V, loss_VxK, answered)
   else:
     new_VxK = loss_VxK
-  first = sub.block == 0
+  first = state.subnet.block == 0
   scores_VxK = jnp.where(first, new_VxK,
-                         jax.vmap(lambda e, n, q: scoring.update_scores(e, n, q, cfg.score_decay))(
-                             state.scores_VxK, new_VxK, queried_VxK))
+                         jax.vmap(lambda e, n, s: scoring.update_scores(e, n, s, cfg.score_decay))(
+                             state.scores_VxK, new_VxK, q.queried_VxK))
+  # a caught copier's credit is gone at once, not decayed away
+  no_credit = scoring.PENALTY if cfg.scoring == "loss" else 0.0
+  scores_VxK = jnp.where(q.copying_VxK, no_credit, scores_VxK)
+  return scores_VxK, mix_VxK, loss_VxK
 
-  # what researchers want to know: held-out quality and the ensemble
-  quality_K = jnp.where(answered_VxK, loss_VxK, jnp.nan).mean(0)
-  quality_K = jnp.where(jnp.isnan(quality_K), scoring.PENALTY, quality_K)
-  # the network's ensemble: the validators' mixtures weighted by their stake
-  vstake_V = sub.stake_N[:V].astype(jnp.float32)
-  net_mix_K = (vstake_V[:, None] * state.mix_VxK).sum(0)
-  mix_K = jnp.where(net_mix_K.sum() > 0, net_mix_K, 1.0)
-  ens_loss = jax.vmap(lambda lp, t, a: scoring.loss_scores(
-      scoring.ensemble_logprobs(lp, mix_K, a)[None], t, jnp.ones((1,), bool))[0])(
-          logprobs, targets_VxBxL, answered_VxK).mean()
-  honest_answering = (state.behaviour_K == HONEST) & answered_VxK.any(0)
-  best_loss = jnp.where(honest_answering, quality_K, jnp.inf).min()
-  iso_params = jax.tree.map(lambda p: p[K], params)
-  iso_loss = jax.vmap(lambda t: train.eval_loss(iso_params, t, model_cfg=mcfg))(
-      tokens_VxBxL1).mean()
 
-  # ---- 3. validators set weights every weights_rate blocks --------------------------------
+def weights_phase(cfg: NetworkConfig, sub: ledger.Subnet, scores_VxK: jax.Array,
+                  block: jax.Array) -> tuple[ledger.Subnet, jax.Array]:
+  """Every `weights_rate` blocks the validators set weights: honest ones from their scores,
+  lazy ones copy the last consensus, a cabal weights its own servers; SDK-side processing, then
+  the chain's checks (`chain.set_weights_rows`). Returns (subnet, rejection codes i32[N])."""
+  V, K, N = cfg.num_validators, cfg.num_servers, cfg.num_uids
   vb = jnp.asarray(cfg.validator_behaviours())
-  mode = "value" if cfg.scoring == "value" else "loss"
+  mode = "loss" if cfg.scoring == "loss" else "value"
   honest_w = jax.vmap(lambda s: scoring.scores_to_weights(s, mode, temperature=cfg.temperature))(
       scores_VxK)
   consensus_K = sub.consensus_N[V:].astype(jnp.float32)
@@ -510,56 +717,139 @@ def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
   present_NxN = jnp.zeros((N, N), bool).at[:V].set(present_VxN)
   due = block % cfg.weights_rate == 0
   setter_N = (jnp.arange(N) < V) & due & present_NxN.any(-1)
-  # The extrinsic lands in the block being produced (LastUpdate = block); block_step below then
+  # The extrinsic lands in the block being produced (LastUpdate = block); block_step then
   # advances the ledger to that block itself, so the ledger's block is put back in between.
   sub, codes_N = chain.set_weights_rows(sub.replace(block=block), setter_N, values_NxN,
                                         present_NxN)
-  sub = sub.replace(block=block - 1)
+  return sub.replace(block=block - 1), codes_N
 
-  # ---- 4. the chain: mint, epoch when due, pay ---------------------------------------------
-  sub, out, ran = chain.block_step(sub, variant=cfg.variant, dtype=jnp.dtype(cfg.epoch_dtype))
 
-  # ---- 5. registration: a newcomer replaces the pruned uid -------------------------------
-  retired, dereg, regs = state.retired_stake, state.deregistered_5, state.registrations
-  behaviour_K, copy_target_K = state.behaviour_K, state.copy_target_K
-  if cfg.registration_interval > 0:
-    reg_due = block % cfg.registration_interval == 0
-    new_sub, uid, replaced = register_newcomer(sub, V, cfg.deregister_validators)
-    took = reg_due & (uid >= 0)
-    replaced = took & replaced
-    old_stake = sub.stake_N[jnp.maximum(uid, 0)]
-    sub = _where_tree(took, new_sub, sub)
-    retired = retired + jnp.where(replaced, old_stake, 0.0)
-    regs = regs + took.astype(jnp.int32)
-    k = uid - V
-    is_server = replaced & (k >= 0)
-    kk = jnp.clip(k, 0, K - 1)
-    kind = jnp.where(is_server, behaviour_K[kk], 4)
-    dereg = dereg + jnp.where(replaced, jax.nn.one_hot(kind, 5, dtype=jnp.int32), 0)
-    fresh_p, fresh_o = _init_models(cfg, jax.random.fold_in(k_reg, block), kk[None])
-    put = lambda a, f: a.at[kk].set(jnp.where(is_server, f[0], a[kk]))
-    params = jax.tree.map(put, params, fresh_p)
-    opt_state = jax.tree.map(put, opt_state, fresh_o)
-    behaviour_K = behaviour_K.at[kk].set(jnp.where(is_server, HONEST, behaviour_K[kk]))
-    copy_target_K = copy_target_K.at[kk].set(
-        jnp.where(is_server, kk, copy_target_K[kk]).astype(jnp.int32))
-    mix_VxK = mix_VxK.at[:, kk].set(jnp.where(is_server, mix_VxK.mean(1), mix_VxK[:, kk]))
-    scores_VxK = scores_VxK.at[:, kk].set(jnp.where(is_server, scores_VxK.mean(1),
-                                                    scores_VxK[:, kk]))
+def chain_phase(cfg: NetworkConfig, sub: ledger.Subnet):
+  """The chain mints the block emission and, every tempo, runs Yuma and pays stake."""
+  return chain.block_step(sub, variant=cfg.variant, dtype=jnp.dtype(cfg.epoch_dtype))
 
-  new_state = state.replace(subnet=sub, params=params, opt_state=opt_state,
-                            scores_VxK=scores_VxK, mix_VxK=mix_VxK, behaviour_K=behaviour_K,
-                            copy_target_K=copy_target_K, retired_stake=retired,
-                            deregistered_5=dereg, registrations=regs)
-  metrics = {
+
+def register_phase(cfg: NetworkConfig, state: NetworkState, key: jax.Array,
+                   block: jax.Array) -> NetworkState:
+  """Every `registration_interval` blocks a newcomer takes the pruned uid.
+
+  A server newcomer is honest; its model starts from the network model in the syncing exchanges
+  (a fresh init otherwise) with a fresh optimizer, and the slot's twin restarts from the same
+  model. The validators' copy records of the slot are cleared, and its mixture weight and score
+  start at the mean of the servers that count (`scoring.newcomer_prior`).
+  """
+  if cfg.registration_interval == 0:
+    return state
+  V, K = cfg.num_validators, cfg.num_servers
+  sub = state.subnet
+  reg_due = block % cfg.registration_interval == 0
+  new_sub, uid, replaced = register_newcomer(sub, V, cfg.deregister_validators)
+  took = reg_due & (uid >= 0)
+  replaced = took & replaced
+  old_stake = sub.stake_N[jnp.maximum(uid, 0)]
+  sub = _where_tree(took, new_sub, sub)
+  retired = state.retired_stake + jnp.where(replaced, old_stake, 0.0)
+  regs = state.registrations + took.astype(jnp.int32)
+  k = uid - V
+  is_server = replaced & (k >= 0)
+  kk = jnp.clip(k, 0, K - 1)
+  kind = jnp.where(is_server, state.behaviour_K[kk], 4)
+  dereg = state.deregistered_5 + jnp.where(replaced, jax.nn.one_hot(kind, 5, dtype=jnp.int32), 0)
+  fresh_p, fresh_o = _init_models(cfg, jax.random.fold_in(key, block), kk[None])
+  if cfg.exchange in exchange.SYNCING:
+    fresh_p = jax.tree.map(lambda g: g[None], state.global_params)
+  twin = jnp.asarray(twin_models(cfg))[kk]
+  M = state.lr_scale_M.shape[0]
+  reset_M = is_server & ((jnp.arange(M) == kk) | (jnp.arange(M) == twin))
+  put = lambda a, f: jnp.where(_bcast(reset_M, a), f, a)  # noqa: E731
+  params = jax.tree.map(put, state.params, fresh_p)
+  opt_state = jax.tree.map(put, state.opt_state, fresh_o)
+  fresh_K = is_server & (jnp.arange(K) == kk)
+  behaviour_K = jnp.where(fresh_K, HONEST, state.behaviour_K)
+  copy_target_K = jnp.where(fresh_K, jnp.arange(K), state.copy_target_K).astype(jnp.int32)
+  mode = "loss" if cfg.scoring == "loss" else "value"
+  mix_VxK = jax.vmap(lambda m: scoring.newcomer_prior(m, fresh_K, "value"))(state.mix_VxK)
+  mix_VxK = mix_VxK / jnp.maximum(mix_VxK.sum(1, keepdims=True), 1e-30)
+  scores_VxK = jax.vmap(lambda s: scoring.newcomer_prior(s, fresh_K, mode))(state.scores_VxK)
+  return state.replace(
+      subnet=sub, params=params, opt_state=opt_state, behaviour_K=behaviour_K,
+      copy_target_K=copy_target_K, mix_VxK=mix_VxK, scores_VxK=scores_VxK, retired_stake=retired,
+      deregistered_5=dereg, registrations=regs,
+      probe_VxHxKxP=jnp.where(fresh_K[None, None, :, None], jnp.nan, state.probe_VxHxKxP),
+      caught_VxK=jnp.where(fresh_K[None], NEVER, state.caught_VxK))
+
+
+def evaluate_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key: jax.Array,
+                   block: jax.Array) -> NetworkState:
+  """Every `eval_every` blocks: every model and the network's ensemble on the test split."""
+  def run(_):
+    mix_K = _network_mix(state.subnet, state.mix_VxK, cfg.num_validators)
+    return evaluation.evaluate(state.params, data_.test_windows_WxL1, state.behaviour_K, mix_K,
+                               key, model_cfg=cfg.model)
+  due = block % cfg.eval_every == 0
+  test = jax.lax.cond(due, run, lambda _: state.test, None)
+  test_block = jnp.where(due, block, state.test_block).astype(jnp.int32)
+  return state.replace(test=test, test_block=test_block)
+
+
+def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
+                 key: jax.Array) -> tuple[NetworkState, dict]:
+  """One block of the whole network (pure; jit it at the edge, see `Network`): the phases
+  exchange, train, query, score, set weights, chain, evaluate and register, in this order."""
+  block = state.subnet.block + 1  # the block being produced
+  k_train, k_query, k_score, k_reg, k_eval = jax.random.split(key, 5)
+
+  state = exchange_phase(cfg, state, block)
+  params, opt_state, train_loss_M = train_phase(cfg, state, data_, k_train, block)
+  state = state.replace(params=params, opt_state=opt_state)
+  q = query_phase(cfg, state, data_, k_query, block)
+  scores_VxK, mix_VxK, loss_VxK = score_phase(cfg, state, q, k_score)
+  sub, codes_N = weights_phase(cfg, state.subnet, scores_VxK, block)
+  sub, out, ran = chain_phase(cfg, sub)
+  probe = jnp.concatenate([q.probe_VxKxP[:, None], state.probe_VxHxKxP[:, :-1]], axis=1)
+  metrics = _block_metrics(cfg, state, q, loss_VxK)
+  state = state.replace(subnet=sub, scores_VxK=scores_VxK, mix_VxK=mix_VxK,
+                        probe_VxHxKxP=probe, caught_VxK=q.caught_VxK)
+  state = evaluate_phase(cfg, state, data_, k_eval, block)
+  state = register_phase(cfg, state, k_reg, block)
+  sub = state.subnet
+  metrics.update({
       "block": sub.block, "epoch_ran": ran, "total_issuance": sub.total_issuance,
-      "pending_emission": sub.pending_emission, "retired_stake": retired,
-      "ensemble_loss": ens_loss, "best_server_loss": best_loss, "isolated_server_loss": iso_loss,
-      "quality_K": quality_K, "train_loss_M": train_loss_M, "weights_rejected_N": codes_N,
+      "pending_emission": sub.pending_emission, "retired_stake": state.retired_stake,
+      "train_loss_M": train_loss_M, "weights_rejected_N": codes_N,
       "incentive_N": out.incentive_N, "dividends_N": out.dividends_N,
       "emission_N": out.emission_N, "stake_N": sub.stake_N,
-  }
-  return new_state, metrics
+      "copying_K": q.copying_VxK.mean(0),
+  })
+  return state, metrics
+
+
+def _block_metrics(cfg: NetworkConfig, state: NetworkState, q: Query,
+                   loss_VxK: jax.Array) -> dict:
+  """What researchers want to know each block, on the validators' query text: every server's
+  loss, the network ensemble's, the best honest server's, and an isolated twin's (NaN without
+  twins)."""
+  V = cfg.num_validators
+  answered = q.answered_VxK
+  quality_K = jnp.where(answered, loss_VxK, jnp.nan).mean(0)
+  quality_K = jnp.where(jnp.isnan(quality_K), scoring.PENALTY, quality_K)
+  mix_K = _network_mix(state.subnet, state.mix_VxK, V)
+  targets = q.tokens_VxBxL1[..., 1:]
+  ens_loss = jax.vmap(lambda lp, t, a: scoring.loss_scores(
+      scoring.ensemble_logprobs(lp, mix_K, a)[None], t, jnp.ones((1,), bool))[0])(
+          q.logprobs_VxKxBxLxX, targets, answered).mean()
+  honest_answering = (state.behaviour_K == HONEST) & answered.any(0)
+  best_loss = jnp.where(honest_answering, quality_K, jnp.inf).min()
+  twins = twin_models(cfg)
+  first_twin = int(twins[twins >= 0][0]) if (twins >= 0).any() else -1
+  if first_twin >= 0:
+    iso_params = jax.tree.map(lambda p: p[first_twin], state.params)
+    iso_loss = jax.vmap(lambda t: train.eval_loss(iso_params, t, model_cfg=cfg.model))(
+        q.tokens_VxBxL1).mean()
+  else:
+    iso_loss = jnp.asarray(jnp.nan, jnp.float32)
+  return {"ensemble_loss": ens_loss, "best_server_loss": best_loss,
+          "isolated_server_loss": iso_loss, "quality_K": quality_K}
 
 
 def run_blocks(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
@@ -611,6 +901,20 @@ class Network:
 
   def init(self) -> NetworkState:
     return self.shard(init_state(self.cfg, self.num_devices))
+
+  def evaluate(self, state: NetworkState) -> NetworkState:
+    """The state with a fresh test-split evaluation of its models (`evaluate_phase` now)."""
+    if getattr(self, "_evaluate", None) is None:
+      cfg = dataclasses.replace(self.cfg, eval_every=1)
+      self._evaluate = jax.jit(lambda s, d: evaluate_phase(
+          cfg, s, d, jax.random.fold_in(s.key, 0x7FFFFFFF), s.subnet.block))
+    return self._evaluate(state, self.data)
+
+  def ngram_baseline(self) -> dict:
+    """The n-gram yardstick on this network's test split (`network.ngram_baseline`), cached."""
+    if getattr(self, "_ngram", None) is None:
+      self._ngram = ngram_baseline(self.cfg)
+    return self._ngram
 
   def step(self, state: NetworkState, key: jax.Array) -> tuple[NetworkState, dict]:
     """`network_step(state, key) -> (state, metrics)`: one block, with this network's data."""

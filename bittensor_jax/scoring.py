@@ -197,3 +197,132 @@ def sample_subset(key: jax.Array, num_servers: int, k: int) -> jax.Array:
   u_K = jax.random.uniform(key, (num_servers,))
   ranks_K = jnp.argsort(jnp.argsort(u_K))
   return ranks_K < k
+
+
+def mixture_gain(tlp_KxT: jax.Array, w_K: jax.Array, use_K: jax.Array) -> jax.Array:
+  """v(S) = log 256 - loss(mixture of the servers in S), nats per byte: f32[].
+
+  The characteristic function of the validator's cooperative game. `tlp_KxT` holds the servers'
+  target log-probs, `w_K` their nonnegative mixture weights; the mixture over S (`use_K`) is
+  renormalised, and an empty (or zero-weight) S predicts uniformly, so v(empty) = 0.
+  """
+  w = jnp.where(use_K, w_K, 0.0)
+  total = w.sum()
+  log_w = jnp.log(jnp.where(w > 0, w, 1.0))
+  lse_T = jax.nn.logsumexp(jnp.where((w > 0)[:, None], tlp_KxT + log_w[:, None], -jnp.inf), 0)
+  loss = -(lse_T - jnp.log(jnp.where(total > 0, total, 1.0))).mean()
+  return jnp.where(total > 0, LOG_VOCAB - loss, 0.0)
+
+
+def shapley_value(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array, mix_K: jax.Array,
+                  answered_K: jax.Array, perms_PxK: jax.Array) -> jax.Array:
+  """Permutation-sampled Shapley value of every server in the validator's mixture: f32[K].
+
+  The game: v(S) = `mixture_gain` of the renormalised mixture (weights `mix_K`) of the answered
+  servers in S. The estimator (Castro et al. 2009) averages marginal contributions over the P
+  given orderings:
+
+    phi_k = (1 / P) sum_p [ v(Pre_p(k) + {k}) - v(Pre_p(k)) ],
+
+  where Pre_p(k) are the servers before k in ordering p. It is unbiased for uniform random
+  orderings, exact when `perms_PxK` lists all K! orderings, and efficient for any set of
+  orderings: sum_k phi_k = v(all answered servers) (each ordering's marginals telescope). One
+  ordering costs one cumulative logsumexp over the servers (O(K B L)), not K mixture fits.
+  Unanswered servers and servers with zero weight get exactly 0.
+
+  Args:
+    logprobs_KxBxLxX: sanitised answers (`answer_logprobs`).
+    targets_BxL: the query's next bytes.
+    mix_K: nonnegative mixture weights.
+    answered_K: bool; False drops the server from every coalition.
+    perms_PxK: i32 orderings of range(K) (e.g. `sample_permutations`).
+
+  Returns:
+    f32[K] Shapley values in nats per byte.
+  """
+  w_K = _mix_weights(mix_K, answered_K)
+  num = w_K.shape[0]
+  log_w = jnp.log(jnp.where(w_K > 0, w_K, 1.0))
+  tlp_KxT = target_logprobs(logprobs_KxBxLxX, targets_BxL).reshape(num, -1)
+  # -1e30, not -inf: a cumulative logsumexp over -inf prefixes would produce NaN
+  term_KxT = jnp.where((w_K > 0)[:, None], tlp_KxT + log_w[:, None], -1e30)
+
+  def one(perm_K):
+    cum_KxT = jax.lax.cumlogsumexp(term_KxT[perm_K], axis=0)
+    total_K = jnp.cumsum(w_K[perm_K])
+    loss_K = -(cum_KxT - jnp.log(jnp.where(total_K > 0, total_K, 1.0))[:, None]).mean(1)
+    gain_K = jnp.where(total_K > 0, LOG_VOCAB - loss_K, 0.0)
+    marginal_K = gain_K - jnp.concatenate([jnp.zeros((1,), gain_K.dtype), gain_K[:-1]])
+    return jnp.zeros((num,), jnp.float32).at[perm_K].set(marginal_K)
+
+  phi_K = jax.vmap(one)(jnp.asarray(perms_PxK, jnp.int32)).mean(0)
+  return jnp.where(w_K > 0, phi_K, 0.0).astype(jnp.float32)
+
+
+def sample_permutations(key: jax.Array, num_servers: int, num: int) -> jax.Array:
+  """`num` orderings of range(K) as antithetic pairs (each drawn ordering and its reverse,
+  which lowers the estimator's variance): i32[num, K]; `num` must be even."""
+  if num < 2 or num % 2:
+    raise ValueError(f"network.shapley_permutations: must be an even number >= 2, got {num}")
+  perms = jax.vmap(lambda k: jax.random.permutation(k, num_servers))(
+      jax.random.split(key, num // 2))
+  return jnp.concatenate([perms, perms[:, ::-1]]).astype(jnp.int32)
+
+
+def delta_value(network_loss: jax.Array, loss_K: jax.Array, answered_K: jax.Array) -> jax.Array:
+  """The loss improvement on the validator's text when a server's update is applied to the
+  network model: loss(network model) - loss(network model + server k's update), f32[K].
+
+  In the average / diloco exchanges a server's model is the network model of the last sync
+  plus its own local update, so this is `network_loss - loss_K`. Unanswered servers get 0.
+  """
+  return jnp.where(answered_K, jnp.float32(network_loss) - loss_K, 0.0).astype(jnp.float32)
+
+
+def lagging_copies(probe_KxP: jax.Array, past_HxKxP: jax.Array, answered_K: jax.Array,
+                   tol: float = 1e-4) -> jax.Array:
+  """Which servers' answers duplicate another server's answer of an earlier block: bool[K].
+
+  A validator asks every server the same fixed probe every block and keeps the target
+  log-probs of the last H blocks. An honest server trains every block, so its answer is new; a
+  server whose answer equals (max abs difference < `tol`) another server's answer of 1..H
+  blocks ago is replaying a lagged copy of that server's model. Equality within the same block
+  is not evidence (who copied whom is undecidable then), so it is not flagged.
+
+  Args:
+    probe_KxP: this block's target log-probs of every server on the probe (NaN: no answer).
+    past_HxKxP: the same of the last H blocks, most recent first (NaN: no answer or no block).
+    answered_K: which servers answered this block.
+    tol: the equality tolerance in nats.
+
+  Returns:
+    bool[K] caught copying this block.
+  """
+  # every comparison is explicit: a fused max may drop NaNs (XLA's fast min/max on CPU)
+  close_HxKxJxP = jnp.abs(probe_KxP[None, :, None, :] - past_HxKxP[:, None, :, :]) < tol
+  same_HxKxJ = close_HxKxJxP.all(-1)  # NaN (no answer) is never close
+  num = probe_KxP.shape[0]
+  match_KxJ = same_HxKxJ.any(0) & ~jnp.eye(num, dtype=bool)
+  return answered_K & match_KxJ.any(1)
+
+
+def newcomer_prior(values_K: jax.Array, fresh_K: jax.Array, mode: str) -> jax.Array:
+  """The score (or mixture weight) a newcomer starts from: the mean of the servers that count.
+
+  Starting a newcomer at 0, or at 1/K of a mixture it has not entered, would pay it nothing
+  until the moving average catches up; the mean of the servers that currently count (positive
+  values; for losses, those below the uniform baseline) neither favours nor hurts it.
+
+  Args:
+    values_K: current scores or mixture weights.
+    fresh_K: bool, the slots taken by newcomers now (their values are ignored).
+    mode: "value" (higher is better; positive values count) or "loss".
+
+  Returns:
+    f32[K]: `values_K` with the fresh slots set to the prior.
+  """
+  v = jnp.asarray(values_K, jnp.float32)
+  counts = ~fresh_K & jnp.isfinite(v) & ((v > 0) if mode == "value" else (v < LOG_VOCAB))
+  prior = jnp.where(counts, v, 0.0).sum() / jnp.maximum(counts.sum(), 1)
+  fallback = 0.0 if mode == "value" else LOG_VOCAB
+  return jnp.where(fresh_K, jnp.where(counts.any(), prior, fallback), v)

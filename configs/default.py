@@ -69,10 +69,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   n.batch = 8
   n.seq_len = 32
   n.lr_spread = 3.0
-  n.distill_weight = 0.0
   n.copy_lag = 10
-  # validators
-  n.scoring = "value"
+  # knowledge exchange (bittensor_jax/exchange.py): none | distill | average | diloco
+  n.exchange = "diloco"               # measured on small (README, "Knowledge exchange")
+  n.distill_weight = 0.5              # the KL weight of exchange "distill"
+  n.sync_every = 10                   # blocks between syncs of average / diloco
+  n.average_by = "incentive"          # whose knowledge counts: "incentive" or "stake"
+  n.outer_lr = 0.7                    # diloco's outer SGD with Nesterov momentum
+  n.outer_momentum = 0.9
+  # evaluation (bittensor_jax/evaluation.py)
+  n.twins = "all"                     # isolated twins: all | one | none
+  n.test_bytes = 32_768               # the fixed test split, read by no neuron
+  n.eval_every = 200                  # blocks between test-split evaluations (and at the end)
+  n.ngram_order = 3                   # the byte n-gram yardstick
+  # validators: scoring is loss | loo | shapley | delta (delta: average / diloco only)
+  n.scoring = "shapley"
+  n.shapley_permutations = 16
+  n.copy_window = 16                  # blocks of probe answers kept to catch lagging copies
+  n.copy_tolerance = 1e-4
+  n.probe_windows = 1
   n.query_batch = 4
   n.query_k = 0
   n.score_decay = 0.9
@@ -111,6 +126,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     n.model.context = 32
     n.registration_interval = 30
     n.immunity_period = 20
+    n.eval_every = 40
     r.blocks = 120
     r.checkpoint_every_epochs = 4
     r.log_every_epochs = 4

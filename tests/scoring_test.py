@@ -147,3 +147,90 @@ def test_vmap_over_validators_equals_loop():
     for x, y in zip(batched, single):
       np.testing.assert_allclose(x[i], y, rtol=1e-5, atol=1e-5)
       assert np.all(np.isfinite(x[i]))
+
+
+# ---- Shapley, delta, copy detection, newcomer prior (issue 9) ------------------------------
+
+def _random_answers(seed, K=3, B=2, L=5, X=7):
+  rng = np.random.default_rng(seed)
+  logits = rng.normal(size=(K, B, L, X)).astype(np.float32) * 2
+  lp = jax.nn.log_softmax(jnp.asarray(logits), -1)
+  return lp, jnp.asarray(rng.integers(0, X, (B, L)))
+
+
+def _exact_shapley(lp, targets, mix, answered):
+  """phi_k = sum over S not containing k of |S|! (K-|S|-1)! / K! [v(S+k) - v(S)]."""
+  import itertools, math
+  K = lp.shape[0]
+  tlp = scoring.target_logprobs(lp, targets).reshape(K, -1)
+  w = jnp.where(jnp.asarray(answered), jnp.asarray(mix, jnp.float32), 0.0)
+  v = lambda S: float(scoring.mixture_gain(tlp, w, jnp.asarray([i in S for i in range(K)])))
+  phi = np.zeros(K)
+  for k in range(K):
+    others = [j for j in range(K) if j != k]
+    for r in range(K):
+      for S in itertools.combinations(others, r):
+        c = math.factorial(r) * math.factorial(K - r - 1) / math.factorial(K)
+        phi[k] += c * (v(set(S) | {k}) - v(set(S)))
+  return phi
+
+
+def test_shapley_over_all_orderings_is_the_exact_shapley_value():
+  import itertools
+  lp, targets = _random_answers(0)
+  mix = np.array([0.5, 0.3, 0.2], np.float32)
+  answered = np.array([True, True, True])
+  perms = jnp.asarray(list(itertools.permutations(range(3))))
+  got = np.asarray(scoring.shapley_value(lp, targets, mix, answered, perms))
+  np.testing.assert_allclose(got, _exact_shapley(lp, targets, mix, answered), atol=2e-5)
+  # a server that does not answer is in no coalition and gets exactly 0
+  answered[1] = False
+  got = np.asarray(scoring.shapley_value(lp, targets, mix, answered, perms))
+  assert got[1] == 0.0
+  np.testing.assert_allclose(got, _exact_shapley(lp, targets, mix, answered), atol=2e-5)
+
+
+def test_sampled_shapley_is_efficient_and_antithetic():
+  lp, targets = _random_answers(1, K=5)
+  mix = np.full(5, 0.2, np.float32)
+  answered = np.array([True] * 5)
+  perms = scoring.sample_permutations(jax.random.key(0), 5, 8)
+  np.testing.assert_array_equal(np.asarray(perms[4:]), np.asarray(perms[:4])[:, ::-1])
+  assert sorted(np.asarray(perms[0]).tolist()) == list(range(5))
+  phi = np.asarray(scoring.shapley_value(lp, targets, mix, answered, perms))
+  tlp = scoring.target_logprobs(lp, targets).reshape(5, -1)
+  total = float(scoring.mixture_gain(tlp, jnp.asarray(mix), jnp.ones(5, bool)))
+  assert phi.sum() == pytest.approx(total, abs=2e-5)
+  with pytest.raises(ValueError, match="shapley_permutations"):
+    scoring.sample_permutations(jax.random.key(0), 5, 3)
+
+
+def test_delta_value_is_the_improvement_over_the_network_model():
+  got = scoring.delta_value(jnp.float32(2.5), jnp.asarray([2.0, 3.0, 2.5]),
+                            jnp.asarray([True, True, False]))
+  np.testing.assert_allclose(np.asarray(got), [0.5, -0.5, 0.0])
+
+
+def test_lagging_copy_is_caught_and_a_same_block_duplicate_is_not():
+  rng = np.random.default_rng(0)
+  H, K, P = 4, 4, 6
+  past = rng.normal(size=(H, K, P)).astype(np.float32)
+  probe = rng.normal(size=(K, P)).astype(np.float32)
+  probe[2] = past[2, 0]          # server 2 answers what server 0 answered 3 blocks ago
+  probe[3] = probe[1]            # server 3 duplicates server 1 in the same block: not evidence
+  past[0, 1] = np.nan            # no answer: never matches
+  caught = scoring.lagging_copies(jnp.asarray(probe), jnp.asarray(past), jnp.ones(K, bool))
+  np.testing.assert_array_equal(np.asarray(caught), [False, False, True, False])
+  # its own earlier answer is no evidence either (a server that did not move)
+  probe = rng.normal(size=(K, P)).astype(np.float32)
+  probe[0] = past[1, 0]
+  caught = scoring.lagging_copies(jnp.asarray(probe), jnp.asarray(past), jnp.ones(K, bool))
+  assert not bool(caught[0])
+
+
+def test_newcomer_prior_is_the_mean_of_the_servers_that_count():
+  fresh = jnp.asarray([False, False, False, True])
+  got = scoring.newcomer_prior(jnp.asarray([0.3, 0.1, 0.0, 0.0]), fresh, "value")
+  np.testing.assert_allclose(np.asarray(got), [0.3, 0.1, 0.0, 0.2])
+  got = scoring.newcomer_prior(jnp.asarray([2.0, 3.0, 11.0, 1.0]), fresh, "loss")
+  np.testing.assert_allclose(np.asarray(got), [2.0, 3.0, 11.0, 2.5])
