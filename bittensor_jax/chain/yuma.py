@@ -371,23 +371,14 @@ def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | No
     bonds = put(jnp.where(live_NxN, subnet.bonds_NxN, 0).astype(jnp.int32), bonds_R)
     has_bond = put(subnet.has_bond_NxN & live_NxN, has_bond_R)
 
-  # 1.11 emission split
-  e_N = I_N + D_N
-  tot = e_N.sum()
-  fallback_N = jnp.where(a_N.sum() > 0, a_N, S_N)
-  safe_tot = jnp.where(tot > 0, tot, 1)
-  server_N = jnp.where(tot > 0, K.exact_div(I_N, safe_tot), 0)
-  validator_N = jnp.where(tot > 0, K.exact_div(D_N, safe_tot), fallback_N)
-  combined_N = jnp.where(tot > 0, K.normalize(e_N), fallback_N)
-  E = jnp.asarray(emission)
-  # floor(x E) in I96F32: exact when x is 1 or an exact fraction, so the floor snaps (kernels rule 3)
-  amount = lambda x: K.floor_snap(x.astype(jnp.float64) * E).astype(jnp.int64)
+  # 1.11 emission split (split_amounts)
+  server_amt, validator_amt, combined_amt = split_amounts(I_N, D_N, a_N, S_N, emission)
 
   out = EpochOut(
       stake_N=S_N, active_N=active_N, active_stake_N=a_N, validator_permit_N=p_new_N,
       consensus_N=C_N, validator_trust_N=Tv_N, incentive_N=I_N, dividends_N=D_N,
-      server_emission_N=amount(server_N), validator_emission_N=amount(validator_N),
-      emission_N=amount(combined_N), bonds_NxN=bonds)
+      server_emission_N=server_amt, validator_emission_N=validator_amt,
+      emission_N=combined_amt, bonds_NxN=bonds)
   f64 = lambda x: x.astype(subnet.consensus_N.dtype)
   changed = dict(
       has_bond_NxN=has_bond, permit_N=p_new_N, active_N=active_N,
@@ -441,3 +432,28 @@ def epoch_many(subnets: Subnet, emission_S: jax.Array, *, variant: str = "curren
                              rows=rows, yuma3=yuma3, liquid_alpha=liquid, rows_checked=concrete)
   # the ledger fields the epoch does not write are the input's own arrays (no copy)
   return subnets.replace(bonds_NxN=out.bonds_NxN, **changed), out
+
+
+def split_amounts(I_N: jax.Array, D_N: jax.Array, a_N: jax.Array, S_N: jax.Array,
+                  emission: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The emission split of docs/chain.md §1.11: rao to servers, to validators, and combined.
+
+  Args:
+    I_N, D_N: incentive and dividends (each sums to 1 or is 0).
+    a_N, S_N: active stake and stake shares (the fallback when I + D is all 0).
+    emission: E, rao (int64 scalar).
+
+  Returns:
+    (server_N, validator_N, combined_N) int64 rao: floor(x E) with the 8-ulp snap (kernels rule 3).
+  """
+  e_N = I_N + D_N
+  tot = e_N.sum()
+  fallback_N = jnp.where(a_N.sum() > 0, a_N, S_N)
+  safe_tot = jnp.where(tot > 0, tot, 1)
+  server_N = jnp.where(tot > 0, K.exact_div(I_N, safe_tot), 0)
+  validator_N = jnp.where(tot > 0, K.exact_div(D_N, safe_tot), fallback_N)
+  combined_N = jnp.where(tot > 0, K.normalize(e_N), fallback_N)
+  E = jnp.asarray(emission)
+  # floor(x E) in I96F32: exact when x is 1 or an exact fraction, so the floor snaps (kernels rule 3)
+  amount = lambda x: K.floor_snap(x.astype(jnp.float64) * E).astype(jnp.int64)
+  return amount(server_N), amount(validator_N), amount(combined_N)

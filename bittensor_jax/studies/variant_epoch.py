@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from bittensor_jax.chain import commit_reveal
 from bittensor_jax.chain import kernels as K
 from bittensor_jax.chain.ledger import Subnet
+from bittensor_jax.chain import yuma
 from bittensor_jax.chain.yuma import EpochOut
 from bittensor_jax.studies import variants
 
@@ -142,21 +143,13 @@ def epoch(subnet: Subnet, emission: jax.Array, state: LedgerState, *, variant: s
   has_bond = has_bond & pair
 
   # §1.11 emission split
-  e_N = I_N + D_N
-  tot = e_N.sum()
-  fallback_N = jnp.where(a_N.sum() > 0, a_N, S_N)
-  safe_tot = jnp.where(tot > 0, tot, 1)
-  server_N = jnp.where(tot > 0, K.exact_div(I_N, safe_tot), 0)
-  validator_N = jnp.where(tot > 0, K.exact_div(D_N, safe_tot), fallback_N)
-  combined_N = jnp.where(tot > 0, K.normalize(e_N), fallback_N)
-  E = jnp.asarray(emission)
-  amount = lambda x: K.floor_snap(x.astype(jnp.float64) * E).astype(jnp.int64)
+  server_amt, validator_amt, combined_amt = yuma.split_amounts(I_N, D_N, a_N, S_N, emission)
 
   out = EpochOut(
       stake_N=S_N, active_N=active_N, active_stake_N=a_N, validator_permit_N=p_new_N,
       consensus_N=C_N, validator_trust_N=c.clipped_VxK.sum(axis=1), incentive_N=I_N,
-      dividends_N=D_N, server_emission_N=amount(server_N),
-      validator_emission_N=amount(validator_N), emission_N=amount(combined_N), bonds_NxN=bonds)
+      dividends_N=D_N, server_emission_N=server_amt,
+      validator_emission_N=validator_amt, emission_N=combined_amt, bonds_NxN=bonds)
   f64 = lambda x: x.astype(subnet.consensus_N.dtype)
   new = subnet.replace(
       bonds_NxN=bonds, has_bond_NxN=has_bond, permit_N=p_new_N, active_N=active_N,
