@@ -410,6 +410,7 @@ def describe(workdir) -> str:
                f"offline, {cfg.copier_servers} copier)")
   parts.append(f"{'Yuma3' if cfg.yuma3 else 'classic Yuma'}"
                f"{' + liquid alpha' if cfg.liquid_alpha else ''}, kappa {cfg.u16('kappa')}/65535")
+  parts.append(f"exchange {cfg.exchange}, scoring {cfg.scoring}")
   parts.append(f"width {cfg.model.width} depth {cfg.model.depth}, {c['run']['blocks']} blocks")
   return f"{pathlib.Path(workdir).name}: " + ", ".join(parts)
 

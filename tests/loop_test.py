@@ -218,3 +218,15 @@ def test_read_history_adds_the_servers_losses(smoke_run):
   # best_server_loss is the best honest server on the test split (issue 9), from the same row
   honest = raw["behaviour"][-1] == 0
   assert float(np.nanmin(raw["test_loss"][-1][honest])) == summary["best_server_loss"]
+
+
+def test_describe_names_the_run_in_the_figures_title(smoke_run):
+  """scripts/plot.py titles the dashboard with loop.describe: the workdir, the network's
+  composition, the exchange and scoring modes and the run length, read from config.json."""
+  workdir, _ = smoke_run
+  title = loop.describe(workdir)
+  cfg = config_lib.network_config(_config())
+  assert title.startswith(f"{workdir.name}: {cfg.num_validators} validators")
+  assert f"exchange {cfg.exchange}, scoring {cfg.scoring}" in title
+  assert title.endswith(f"width {cfg.model.width} depth {cfg.model.depth}, 80 blocks")
+  assert loop.describe(workdir / "nowhere") == str(workdir / "nowhere")
