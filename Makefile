@@ -35,6 +35,7 @@ mutation: $(STAMP)
 	$(PY) mutation/run.py --modules=$(MODULES)
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,bench]"
 	$(PY) -m benchmarks.run
 
 clean:
