@@ -145,7 +145,9 @@ def coinbase_terms(econ: Economy, cfg: EconomyConfig) -> Terms:
 
 
 def subnet_emission(econ: Economy, cfg: EconomyConfig, netuid) -> dict[str, jax.Array]:
-  """The network hook: what subnet `netuid` receives this block, in rao (pure, jittable).
+  """The network hook: what subnet `netuid` receives in the next block, in rao (pure, jittable).
+
+  Computed from the state before `step`, it equals what `step` then adds (tests/economy_block_test).
 
   Returns:
     dict of int64 scalars: `tao` (TAO emission of the subnet: floor(share·E)), `tao_in`,
@@ -154,7 +156,7 @@ def subnet_emission(econ: Economy, cfg: EconomyConfig, netuid) -> dict[str, jax.
     (+ root_alpha when Σ EMA prices > 1): the alpha the subnet's epoch will distribute for this
     block. Outside dtao, `epoch_emission` is the TAO emission (the pre-dTAO pending emission).
   """
-  t = coinbase_terms(econ, cfg)
+  t = coinbase_terms(econ.replace(block=econ.block + 1), cfg)  # the block being produced
   pick = lambda x: x[netuid]
   out = dict(tao=pick(t.tao_emission_S), tao_in=pick(t.tao_in_S), excess_tao=pick(t.excess_tao_S),
              alpha_in=pick(t.alpha_in_S), alpha_out=pick(t.alpha_emission_S),

@@ -147,7 +147,8 @@ def simulate(cfg, econ0, mkt0, keys, attack_on, *, blocks: int, checkpoints: int
 
   Returns:
     numpy dict with leading axes [seeds, A]: emission_KxS (cumulative TAO emission per subnet at
-    each checkpoint), owner_alpha, spot, exit_tao, staked_tao (the attacker's), miner_burned_S.
+    each checkpoint), owner_alpha, spot, exit_tao, staked_tao (the attacker's), miner_burned_S;
+    and compile_s, run_s (seconds to compile, and to run the compiled call).
   """
   from bittensor_jax.economy import block, pools, staking  # pylint: disable=import-outside-toplevel
   inner = blocks // checkpoints
@@ -202,12 +203,17 @@ def simulate(cfg, econ0, mkt0, keys, attack_on, *, blocks: int, checkpoints: int
                 exit_tao=a_out, staked_tao=a_in, miner_burned_S=econ.miner_burned_S)
 
   batched = jax.vmap(jax.vmap(run_one, in_axes=(None, None, None, 0)), in_axes=(0, 0, 0, None))
-  res = jax.jit(batched)(econ0, mkt0, keys, attack_on)
-  return jax.tree.map(np.asarray, res)
+  t0 = time.time()
+  compiled = jax.jit(batched).lower(econ0, mkt0, keys, attack_on).compile()
+  t1 = time.time()
+  res = jax.block_until_ready(compiled(econ0, mkt0, keys, attack_on))
+  t2 = time.time()
+  out = jax.tree.map(np.asarray, res)
+  out["compile_s"], out["run_s"] = t1 - t0, t2 - t1
+  return out
 
 
-def summarize(rule: str, res: dict, *, survival_bar: float, seconds: float, blocks: int,
-              n_runs: int) -> dict:
+def summarize(rule: str, res: dict, *, survival_bar: float, blocks: int, n_runs: int) -> dict:
   """The row of one rule from `simulate`'s results (module docstring: Measures)."""
   em = res["emission_KxS"][:, 0].astype(np.float64)          # [seeds, K, S], no attack
   total_S = em[:, -1]
@@ -229,7 +235,7 @@ def summarize(rule: str, res: dict, *, survival_bar: float, seconds: float, bloc
     staked = res["staked_tao"][:, 1] / RAO
     row.update(attack_profit_tao=float(profit.mean()),
                attack_profit_pct=float(100 * (profit / np.maximum(staked, 1e-9)).mean()))
-  row["blocks_per_s"] = blocks * n_runs / seconds
+  row["blocks_per_s"] = blocks * n_runs / res["run_s"]   # economy-blocks per second, compiled
   return row
 
 
@@ -331,16 +337,14 @@ def main(argv):
     target = int(np.argsort(pool0)[int(FLAGS.attack_quantile * (S - 1))])
     bar = tqdm.tqdm(total=FLAGS.checkpoints, desc=rule, unit="ckpt", disable=not FLAGS.progress,
                     file=sys.stderr)
-    t0 = time.time()
     res = simulate(cfg, econ0, mkt0, keys, jnp.asarray([False, True]), blocks=FLAGS.blocks,
                    checkpoints=FLAGS.checkpoints, target=target,
                    attack_tao_rao=int(FLAGS.attack_tao * RAO),
                    progress=(lambda k: bar.update(1)) if FLAGS.progress else None)
-    seconds = time.time() - t0
     bar.close()
     results[rule] = res
-    rows.append(summarize(rule, res, survival_bar=FLAGS.survival_bar, seconds=seconds,
-                          blocks=FLAGS.blocks, n_runs=2 * FLAGS.seeds))
+    rows.append(summarize(rule, res, survival_bar=FLAGS.survival_bar, blocks=FLAGS.blocks,
+                          n_runs=2 * FLAGS.seeds))
   out_dir = output.plots_dir(FLAGS.plots)
   if out_dir is not None:
     plot(results, out_dir, FLAGS.blocks, target)
