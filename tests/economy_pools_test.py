@@ -60,8 +60,9 @@ def test_the_ema_caps_the_price_at_one_and_young_subnets_are_damped():
   assert float(pools.ema_weight(jnp.int64(0), 3e-6, h)) == 0.0
 
 
-def _burn_growth_per_half_life(rate: float, periods: int = 24) -> float:
-  """log(burn) change per 360 blocks when `rate` registrations arrive per 360 blocks, evenly."""
+def _burn_growth_per_half_life(rate: float, periods: int = 24) -> tuple[float, int]:
+  """(log(burn) change per 360 blocks, registrations) when `rate` registrations arrive per 360
+  blocks, evenly spaced."""
   cfg = EconomyConfig()
   blocks = periods * cfg.burn_half_life
   k = np.arange(1, blocks + 1)
@@ -72,18 +73,23 @@ def _burn_growth_per_half_life(rate: float, periods: int = 24) -> float:
     return market.bump(burn, r, cfg.burn_increase_mult, cfg.min_burn, cfg.max_burn), None
   start = 10**9  # 1 TAO: far from both clamps for these rates
   end, _ = jax.lax.scan(body, jnp.int64(start), jnp.asarray(reg))
-  return math.log(int(end) / start) / periods
+  return math.log(int(end) / start) / periods, int(reg.sum())
 
 
 def test_the_burn_is_stationary_at_ln2_over_ln_1_26_registrations_per_half_life():
+  """Per half-life the burn halves once and grows 1.26x per registration: log growth per 360
+  blocks = n ln 1.26 / periods - ln 2 (to rao rounding), zero at ln 2 / ln 1.26 per 360."""
   cfg = EconomyConfig()
+  periods = 24
   stationary = math.log(2) / math.log(cfg.burn_increase_mult)
+  growth = {}
   for rate in (stationary - 0.5, stationary, stationary + 0.5):
-    predicted = rate * math.log(cfg.burn_increase_mult) - math.log(2)
-    assert _burn_growth_per_half_life(rate) == pytest.approx(predicted, abs=0.01)
-  assert abs(_burn_growth_per_half_life(stationary)) < 0.01
-  assert _burn_growth_per_half_life(stationary - 0.5) < -0.1
-  assert _burn_growth_per_half_life(stationary + 0.5) > 0.1
+    growth[rate], n = _burn_growth_per_half_life(rate, periods)
+    predicted = n * math.log(cfg.burn_increase_mult) / periods - math.log(2)
+    assert growth[rate] == pytest.approx(predicted, abs=2e-5)  # floor to rao each block
+  # the registrations are whole, so the stationary rate is met to one registration in 24 periods
+  assert abs(growth[stationary]) <= math.log(cfg.burn_increase_mult) / periods + 1e-6
+  assert growth[stationary - 0.5] < -0.1 and growth[stationary + 0.5] > 0.1
 
 
 def test_the_burn_stays_within_its_clamp():
