@@ -8,9 +8,10 @@ with S subnets, seeds vmapped, every run one compiled `lax.scan` over blocks. Th
   quality    subnet i has a log-quality x_i, x_i(0) ~ N(0, quality_sd), a random walk with
              per-block step quality_drift (random news).
   demand     stakers want subnet i's pool to hold T_i* = M softmax(x)_i TAO (M = TAO in all pools
-             at the start). Each block the net flow is kappa (T_i* - tao_in_i) + noise with standard
-             deviation flow_noise·sqrt(T_i*/S)... (in rao): positive flow stakes TAO from the
-             wallet onto the subnet's delegate, negative flow unstakes the alpha worth it.
+             at the start). Each block the net flow is kappa (T_i* - tao_in_i) + noise of standard
+             deviation flow_noise·kappa·T_i* (kappa = 1e-3, flow_noise = 1; rao): positive flow
+             stakes TAO from the wallet onto the subnet's delegate, negative flow unstakes the
+             alpha worth it at the spot price (at most what the market's nominators hold).
   pools      start at T_i(0) = M softmax(x(0) + 0.5 eps)_i TAO against 10^4 alpha each.
   owner burn the owner of subnet i burns b_i of miner emission: b_i = 0 with probability 1/2, else
              U(0, 0.9); the validators weight the owner hotkey b_i and the miners the rest (as
@@ -52,16 +53,25 @@ ROW_KEYS = ("rule", "gini", "subnets_above_1pct", "survival", "attack_profit_tao
 RAO = 10**9
 
 
-def config_for(rule: str, tempo: int = 360):
-  """The EconomyConfig of a rule name in RULES."""
+def config_for(rule: str, *, moving_alpha: float = 1e-4, flow_alpha: float = 1e-4,
+               tempo: int = 360):
+  """The EconomyConfig of a rule name in RULES.
+
+  The study's subnets are mature (no young-subnet damping, ema_halving_blocks = 0), and its EMAs
+  are faster than the chain's defaults (moving_alpha 3e-6, flow_alpha 3.2e-6) by default, so a
+  run of some thousand blocks spans several EMA half-lives (ln 2 / 1e-4 ≈ 6,931 blocks); pass the
+  chain's values to backtest at the chain's pace.
+  """
   from bittensor_jax import economy  # pylint: disable=import-outside-toplevel
   if rule not in RULES:
     raise ValueError(f"rule: expected one of {RULES}, got {rule!r}")
+  common = dict(tempo=tempo, moving_alpha=moving_alpha, flow_alpha=flow_alpha,
+                ema_halving_blocks=0)
   if rule == "root":
-    return economy.EconomyConfig(regime="root", tempo=tempo).check()
+    return economy.EconomyConfig(regime="root", **common).check()
   base, _, gate = rule.partition("+")
   return economy.EconomyConfig(regime="dtao", share_rule=base, gate=gate == "gate",
-                               tempo=tempo).check()
+                               **common).check()
 
 
 def check_args(subnets: int, blocks: int, seeds: int, checkpoints: int, attack_tao: float,
@@ -118,7 +128,7 @@ def _market_actions(econ, mkt, key, attack_alpha, *, kappa, flow_noise, quality_
   x_S = mkt["x_S"] + quality_drift * jax.random.normal(k1, (S,))
   target_S = mkt["market"] * jax.nn.softmax(x_S)
   tao_S = econ.tao_in_S.astype(jnp.float64)
-  flow_S = kappa * (target_S - tao_S) + flow_noise * jnp.sqrt(target_S * RAO) \
+  flow_S = kappa * (target_S - tao_S) + flow_noise * kappa * target_S \
       * jax.random.normal(k2, (S,))
   spot_S = pools.spot_price(econ.tao_in_S, econ.alpha_in_S)
   stake_S = jnp.floor(jnp.maximum(flow_S, 0)).astype(jnp.int64)
@@ -132,7 +142,7 @@ def _market_actions(econ, mkt, key, attack_alpha, *, kappa, flow_noise, quality_
 
 
 def simulate(cfg, econ0, mkt0, keys, attack_on, *, blocks: int, checkpoints: int, target: int,
-             attack_tao_rao: int, kappa=1e-3, flow_noise=3.0, quality_drift=1e-3,
+             attack_tao_rao: int, kappa=1e-3, flow_noise=1.0, quality_drift=1e-3,
              progress=None):
   """Every seed x attack flag as one compiled call (vmap over both, `lax.scan` over blocks).
 
@@ -298,7 +308,7 @@ def plot(rows_res: dict, path_dir, blocks: int, target: int) -> list[str]:
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("subnets", 64, "S, synthetic subnets (2..128)")
-flags.DEFINE_integer("blocks", 7200, "blocks per run (a multiple of --checkpoints)")
+flags.DEFINE_integer("blocks", 10000, "blocks per run (a multiple of --checkpoints)")
 flags.DEFINE_integer("seeds", 4, "seeds (vmapped)")
 flags.DEFINE_integer("checkpoints", 40, "snapshots of cumulative emission per run")
 flags.DEFINE_integer("n_uids", 8, "uids per subnet ledger (owner, 3 validators, miners)")
@@ -307,6 +317,8 @@ flags.DEFINE_float("attack_quantile", 0.25, "the attacked subnet's quantile of i
 flags.DEFINE_float("survival_bar", 0.1, "survival: last-tenth emission >= bar x an equal share")
 flags.DEFINE_float("quality_sd", 1.0, "sd of the subnets' initial log-quality")
 flags.DEFINE_list("rules", list(RULES), f"share rules, from {RULES}")
+flags.DEFINE_float("moving_alpha", 1e-4, "EMA price weight per block (chain default 3e-6)")
+flags.DEFINE_float("flow_alpha", 1e-4, "flow EMA weight per block (chain default 3.2e-6)")
 flags.DEFINE_integer("seed", 0, "base PRNG seed")
 flags.DEFINE_bool("progress", True, "tqdm progress bar (stderr)")
 output.define_output_flags()
@@ -319,7 +331,7 @@ def main(argv):
     check_args(FLAGS.subnets, FLAGS.blocks, FLAGS.seeds, FLAGS.checkpoints, FLAGS.attack_tao,
                FLAGS.n_uids)
     for r in FLAGS.rules:
-      config_for(r)
+      config_for(r, moving_alpha=FLAGS.moving_alpha, flow_alpha=FLAGS.flow_alpha)
     if not 0 <= FLAGS.attack_quantile <= 1:
       raise ValueError(f"attack_quantile: expected [0, 1], got {FLAGS.attack_quantile}")
   except ValueError as e:
@@ -329,7 +341,7 @@ def main(argv):
   S, rows, results = FLAGS.subnets, [], {}
   keys = jax.random.split(jax.random.key(FLAGS.seed), FLAGS.seeds)
   for rule in FLAGS.rules:
-    cfg = config_for(rule)
+    cfg = config_for(rule, moving_alpha=FLAGS.moving_alpha, flow_alpha=FLAGS.flow_alpha)
     inits = [init_seed(k, cfg, S, FLAGS.n_uids, FLAGS.quality_sd) for k in keys]
     econ0 = jax.tree.map(lambda *x: jnp.stack(x), *[e for e, _ in inits])
     mkt0 = jax.tree.map(lambda *x: jnp.stack(x), *[m for _, m in inits])
