@@ -102,7 +102,8 @@ def test_the_burn_stays_within_its_clamp():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 10**12), st.just(0.0) | st.floats(1, 1e12), st.floats(0, 1)),
+@given(st.lists(st.tuples(st.integers(0, 10**12), st.just(0.0) | st.floats(1, 1e12),
+                          st.floats(0, 1)),
                 min_size=1, max_size=8), st.floats(0, 1))
 def test_delegation_pays_every_rao_and_nominators_at_most_their_pro_rata_part(rows, take):
   d, stake, frac = (np.asarray(c) for c in zip(*rows))

@@ -1,9 +1,7 @@
 """The `single` and `root` regimes, and the 128-subnet run as one compiled call
 (bittensor_jax.economy; docs/economy.md; docs/chain.md §3.1, §3.3)."""
 import jax
-import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from bittensor_jax import chain, economy
 from bittensor_jax.chain import emission

@@ -22,12 +22,10 @@ are held by root stakers in aggregate (`root_alpha_S`), not swapped to TAO; no c
 from __future__ import annotations
 
 import functools
-import math
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from bittensor_jax import chain
 from bittensor_jax.chain import emission as emission_lib
@@ -84,7 +82,8 @@ def _root_epoch_shares(econ: Economy, cfg: EconomyConfig) -> jax.Array:
   R_S = s_V @ W
   T_S = s_V @ (W > 0).astype(jnp.float64)
   C_S = jax.nn.sigmoid(cfg.rho * (T_S - cfg.kappa_u16 / 65535.0))
-  return shares._normalize(jnp.where(econ.in_use_S, C_S * R_S, 0.0))  # pylint: disable=protected-access
+  cr_S = jnp.where(econ.in_use_S, C_S * R_S, 0.0)
+  return jnp.where(cr_S.sum() > 0, cr_S / jnp.maximum(cr_S.sum(), 1e-300), 0.0)
 
 
 def coinbase_terms(econ: Economy, cfg: EconomyConfig) -> Terms:
@@ -367,5 +366,3 @@ def _run(econ, cfg, blocks, every, progress, update):
     return e, t.share_S
   return jax.jit(lambda e: jax.lax.scan(body, e, jnp.arange(blocks)))(econ)
 
-
-del math, np

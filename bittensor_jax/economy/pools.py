@@ -88,7 +88,7 @@ def root_proportion(root_tao: jax.Array, alpha_issuance: jax.Array, tao_weight) 
 
 def inject(share_tao: jax.Array, spot: jax.Array, alpha_emission: jax.Array,
            root_prop: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Splits a subnet's TAO emission into pool injection and excess (run_coinbase.rs::get_subnet_terms).
+  """A subnet's TAO emission as pool injection and excess (run_coinbase.rs::get_subnet_terms).
 
   alpha_in = tao/price, capped at root_prop·alpha_emission; when capped, tao_in = alpha_in·price
   and the rest is excess TAO, which buys alpha through the pool.

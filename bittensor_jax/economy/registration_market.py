@@ -1,4 +1,4 @@
-"""The registration burn price: per-block decay, a bump per registration, clamp (docs/chain.md §5.1).
+"""The registration burn price: per-block decay, a bump per registration (docs/chain.md §5.1).
 
 subtensor `subnets/registration.rs::update_registration_prices_for_networks` multiplies the burn
 each block by f with f^BurnHalfLife = 1/2 (the chain in Q32 fixed point; here float64, floored to

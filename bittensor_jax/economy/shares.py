@@ -1,12 +1,12 @@
-"""TAO share rules between subnets: small pure functions over the subnet axis S (docs/chain.md §3.4).
+"""TAO share rules between subnets: pure functions over the subnet axis S (docs/chain.md §3.4).
 
 Each rule maps per-subnet state to shares_S (non-negative; summing to 1 over the subnets in use, or
 all zero when no subnet qualifies) and each can be composed with `hill_gate`:
 
-  price       EMA price, normalized         subtensor coinbase/subnet_emissions.rs::get_shares_price_ema
-  price_burn  EMA price x (1 - MinerBurned)  subnet_emissions.rs::get_shares (the rule of [ST])
+  price       EMA price, normalized (subtensor coinbase/subnet_emissions.rs::get_shares_price_ema)
+  price_burn  EMA price x (1 - MinerBurned) (subnet_emissions.rs::get_shares, the rule of [ST])
   flow        EMA of net TAO inflow, offset by the cutoff, power-normalized
-                                            subnet_emissions.rs::get_shares_flow, inplace_pow_normalize
+              (subnet_emissions.rs::get_shares_flow, inplace_pow_normalize)
   hill_gate   s·gate(s), gate(s) = s^h/(s^h + θ^h), θ the q-mass bar; renormalized (runtime v440,
               after [ST]; described in the public issue threads, docs/chain.md §3.4)
 

@@ -36,7 +36,6 @@ attack_profit_tao (mean over seeds) and attack_profit_pct (of the TAO staked).
 # pylint: disable=invalid-name
 from __future__ import annotations
 
-import functools
 import sys
 import time
 
@@ -92,7 +91,6 @@ def check_args(subnets: int, blocks: int, seeds: int, checkpoints: int, attack_t
 
 def init_seed(key, cfg, S: int, n_uids: int, quality_sd: float):
   """One seed's economy and market state (the processes of the module docstring)."""
-  from bittensor_jax import economy  # pylint: disable=import-outside-toplevel
   from bittensor_jax.economy import state as state_lib  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
   N, V = n_uids, 3
@@ -115,7 +113,6 @@ def init_seed(key, cfg, S: int, n_uids: int, quality_sd: float):
                           pool_alpha=10_000 * RAO, validator_alpha=1000 * RAO,
                           root_tao=np.full(V, 10**6 * RAO), wallet_tao=100 * market,
                           weights_SxNxN=w, root_weights_VxS=root_w)
-  del economy
   return econ, dict(x_S=jnp.asarray(x), market=jnp.asarray(float(market)),
                     burn_frac_S=jnp.asarray(burn_frac), pool0_S=jnp.asarray(pool_tao))
 
