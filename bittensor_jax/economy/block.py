@@ -220,10 +220,10 @@ def _epoch_one(sub, nominated_N, pend_server, pend_val, pend_root, root_N, targe
 
 def _epochs(econ: Economy, cfg: EconomyConfig) -> Economy:
   """Every subnet's epoch (vmapped over S) and the economy's counters."""
-  S, N = econ.nominated_SxN.shape
+  N = econ.nominated_SxN.shape[1]
   V = econ.root_tao_V.shape[0]
   root_N = jnp.zeros((N,), jnp.float64).at[1:V + 1].set(econ.root_tao_V.astype(jnp.float64))
-  sub = econ.subnets.replace(block=jnp.broadcast_to(econ.block, (S,)))
+  sub = econ.subnets
   run = jax.vmap(functools.partial(_epoch_one, cfg=cfg),
                  in_axes=(0, 0, 0, 0, 0, None, 0, 0))
   (sub, nom, ps, pv, pr, root_gain, burned, mb) = run(
@@ -277,8 +277,10 @@ def step(econ: Economy, cfg: EconomyConfig, actions: Actions | None = None,
                         tao_emission_S=econ.tao_emission_S.at[0].add(minted),
                         share_S=terms.share_S)
     return econ, terms
+  # the ledgers follow the block (registration immunity and weight blocks read it)
   econ = econ.replace(burn_S=market.decay(econ.burn_S, cfg.burn_half_life, cfg.min_burn,
-                                          cfg.max_burn), block=block)
+                                          cfg.max_burn), block=block,
+                      subnets=econ.subnets.replace(block=jnp.broadcast_to(block, (S,))))
   t = coinbase_terms(econ, cfg)
   emitted = t.tao_emission_S.sum()
   econ = econ.replace(
