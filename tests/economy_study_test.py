@@ -27,6 +27,7 @@ def test_equal_emission_has_zero_gini_every_subnet_above_one_percent_and_all_sur
   assert row["blocks_per_s"] == 200.0
   # the attacker staked 10 TAO and got nothing back: -100%
   assert row["attack_profit_tao"] == -10.0 and row["attack_profit_pct"] == -100.0
+  assert row["attack_profit_sd"] == 0.0 and row["attack_wins"] == 0.0
 
 
 def test_one_subnet_taking_everything_is_the_gini_maximum_and_the_rest_die():

@@ -28,7 +28,10 @@ with S subnets, seeds vmapped, every run one compiled `lax.scan` over blocks. Th
 Measures (averaged over seeds, runs without the attack): gini of each subnet's total TAO emission,
 subnets_above_1pct (subnets whose total emission share is >= 1%), survival (fraction of subnets
 whose emission in the last tenth of the run is at least survival_bar x an equal share), and
-attack_profit_tao (mean over seeds) and attack_profit_pct (of the TAO staked).
+attack_profit_tao (mean over seeds; attack_profit_sd its standard deviation over seeds),
+attack_profit_pct (of the TAO staked) and attack_wins (the fraction of seeds where it paid).
+blocks_per_s counts blocks of the whole S-subnet economy per second, summed over the vmapped runs
+(seeds x {no attack, attack}), compile time excluded.
 
   python -m bittensor_jax.studies.allocation --json
   python -m bittensor_jax.studies.allocation --subnets 16 --blocks 1000 --seeds 2 --csv out.csv
@@ -48,7 +51,7 @@ from bittensor_jax.studies import output
 
 RULES = ("price", "price_burn", "flow", "price+gate", "price_burn+gate", "flow+gate", "root")
 ROW_KEYS = ("rule", "gini", "subnets_above_1pct", "survival", "attack_profit_tao",
-            "attack_profit_pct", "blocks_per_s")
+            "attack_profit_sd", "attack_profit_pct", "attack_wins", "blocks_per_s")
 RAO = 10**9
 
 
@@ -234,14 +237,16 @@ def summarize(rule: str, res: dict, *, survival_bar: float, blocks: int, n_runs:
              subnets_above_1pct=float((share_S >= 0.01).sum(-1).mean()),
              survival=float((last_share >= survival_bar / S).mean()))
   if rule == "root":
-    row.update(attack_profit_tao=float("nan"), attack_profit_pct=float("nan"))
+    row.update(attack_profit_tao=float("nan"), attack_profit_sd=float("nan"),
+               attack_profit_pct=float("nan"), attack_wins=float("nan"))
   else:
     value = lambda a: (res["exit_tao"][:, a] - res["staked_tao"][:, a]
                        + res["owner_alpha"][:, a] * res["spot"][:, a]) / RAO
     profit = value(1) - value(0)
     staked = res["staked_tao"][:, 1] / RAO
-    row.update(attack_profit_tao=float(profit.mean()),
-               attack_profit_pct=float(100 * (profit / np.maximum(staked, 1e-9)).mean()))
+    row.update(attack_profit_tao=float(profit.mean()), attack_profit_sd=float(profit.std()),
+               attack_profit_pct=float(100 * (profit / np.maximum(staked, 1e-9)).mean()),
+               attack_wins=float((profit > 0).mean()))
   row["blocks_per_s"] = blocks * n_runs / res["run_s"]   # economy-blocks per second, compiled
   return row
 
@@ -306,7 +311,7 @@ def plot(rows_res: dict, path_dir, blocks: int, target: int) -> list[str]:
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("subnets", 64, "S, synthetic subnets (2..128)")
 flags.DEFINE_integer("blocks", 10000, "blocks per run (a multiple of --checkpoints)")
-flags.DEFINE_integer("seeds", 4, "seeds (vmapped)")
+flags.DEFINE_integer("seeds", 8, "seeds (vmapped)")
 flags.DEFINE_integer("checkpoints", 40, "snapshots of cumulative emission per run")
 flags.DEFINE_integer("n_uids", 8, "uids per subnet ledger (owner, 3 validators, miners)")
 flags.DEFINE_float("attack_tao", 1000.0, "TAO the pump-and-exit attacker stakes")
