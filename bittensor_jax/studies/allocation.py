@@ -141,7 +141,7 @@ def _market_actions(econ, mkt, key, attack_alpha, *, kappa, flow_noise, quality_
       dict(mkt, x_S=x_S)
 
 
-def simulate(cfg, econ0, mkt0, keys, attack_on, *, blocks: int, checkpoints: int, target: int,
+def simulate(cfg, econ0, mkt0, keys, attack_on, target, *, blocks: int, checkpoints: int,
              attack_tao_rao: int, kappa=1e-3, flow_noise=1.0, quality_drift=1e-3,
              progress=None):
   """Every seed x attack flag as one compiled call (vmap over both, `lax.scan` over blocks).
@@ -151,7 +151,7 @@ def simulate(cfg, econ0, mkt0, keys, attack_on, *, blocks: int, checkpoints: int
     econ0, mkt0, keys: per-seed initial economies, market states and PRNG keys (leading axis).
     attack_on: bool[A] attack flags (the inner vmap).
     blocks, checkpoints: run length and how many snapshots of cumulative emission to keep.
-    target: the attacked subnet.
+    target: int[seeds] the attacked subnet of each seed.
     attack_tao_rao: the pump's stake.
     progress: a callable called with the checkpoint index from inside the scan (tqdm), or None.
 
@@ -164,9 +164,9 @@ def simulate(cfg, econ0, mkt0, keys, attack_on, *, blocks: int, checkpoints: int
   inner = blocks // checkpoints
   t_pump, t_exit = blocks // 4, (3 * blocks) // 4
   S = econ0.in_use_S.shape[-1]
-  hit_S = jnp.arange(S) == target
 
-  def one_block(carry, t, atk):
+  def one_block(carry, t, atk, target):
+    hit_S = jnp.arange(S) == target
     econ, mkt, key, a_alpha, a_in, a_out = carry
     key, sub = jax.random.split(key)
     # the attacker's legs first, as their own swaps (its alpha is not the market's to sell)
@@ -195,13 +195,13 @@ def simulate(cfg, econ0, mkt0, keys, attack_on, *, blocks: int, checkpoints: int
     a_alpha = jnp.floor(a_alpha * grown).astype(jnp.int64)
     return (econ2, mkt, key, a_alpha, a_in, a_out)
 
-  def run_one(econ, mkt, key, atk):
+  def run_one(econ, mkt, key, target, atk):
     z = jnp.int64(0)
     carry = (econ, mkt, key, z, z, z)
 
     def chunk(carry, k):
       def body(c, j):
-        return one_block(c, k * inner + j, atk), None
+        return one_block(c, k * inner + j, atk, target), None
       carry, _ = jax.lax.scan(body, carry, jnp.arange(inner))
       if progress is not None:
         jax.debug.callback(progress, k)
@@ -212,11 +212,13 @@ def simulate(cfg, econ0, mkt0, keys, attack_on, *, blocks: int, checkpoints: int
     return dict(emission_KxS=em_KxS, owner_alpha=econ.owner_alpha_S[target], spot=spot,
                 exit_tao=a_out, staked_tao=a_in, miner_burned_S=econ.miner_burned_S)
 
-  batched = jax.vmap(jax.vmap(run_one, in_axes=(None, None, None, 0)), in_axes=(0, 0, 0, None))
+  batched = jax.vmap(jax.vmap(run_one, in_axes=(None, None, None, None, 0)),
+                     in_axes=(0, 0, 0, 0, None))
   t0 = time.time()
-  compiled = jax.jit(batched).lower(econ0, mkt0, keys, attack_on).compile()
+  target = jnp.asarray(target, jnp.int32)
+  compiled = jax.jit(batched).lower(econ0, mkt0, keys, target, attack_on).compile()
   t1 = time.time()
-  res = jax.block_until_ready(compiled(econ0, mkt0, keys, attack_on))
+  res = jax.block_until_ready(compiled(econ0, mkt0, keys, target, attack_on))
   t2 = time.time()
   out = jax.tree.map(np.asarray, res)
   out["compile_s"], out["run_s"] = t1 - t0, t2 - t1
@@ -260,7 +262,7 @@ def gini_np(x: np.ndarray) -> float:
   return float(((2 * np.arange(1, n + 1) - n - 1) * x).sum() / (n * x.sum()))
 
 
-def plot(rows_res: dict, path_dir, blocks: int, target: int) -> list[str]:
+def plot(rows_res: dict, path_dir, blocks: int, target) -> list[str]:
   """Two figures: sorted emission shares per rule (log scale), and the attacked subnet's share of
   each checkpoint's emission with and without the pump."""
   import matplotlib  # pylint: disable=import-outside-toplevel
@@ -289,7 +291,8 @@ def plot(rows_res: dict, path_dir, blocks: int, target: int) -> list[str]:
       continue
     em = res["emission_KxS"].astype(np.float64)                 # [seeds, A, K, S]
     step = np.diff(em, axis=2, prepend=0)
-    frac = (step[..., target] / np.maximum(step.sum(-1), 1)).mean(0)
+    mine = np.take_along_axis(step, np.asarray(target)[:, None, None, None], axis=-1)[..., 0]
+    frac = (mine / np.maximum(step.sum(-1), 1)).mean(0)
     K = frac.shape[-1]
     t = (np.arange(K) + 1) * blocks / K
     ax.plot(t, frac[0], color=f"C{i}", ls=":", lw=1)
@@ -347,12 +350,12 @@ def main(argv):
     inits = [init_seed(k, cfg, S, FLAGS.n_uids, FLAGS.quality_sd) for k in keys]
     econ0 = jax.tree.map(lambda *x: jnp.stack(x), *[e for e, _ in inits])
     mkt0 = jax.tree.map(lambda *x: jnp.stack(x), *[m for _, m in inits])
-    pool0 = np.asarray(mkt0["pool0_S"][0])
-    target = int(np.argsort(pool0)[int(FLAGS.attack_quantile * (S - 1))])
+    pool0 = np.asarray(mkt0["pool0_S"])                       # [seeds, S]
+    target = np.argsort(pool0, axis=1)[:, int(FLAGS.attack_quantile * (S - 1))]
     bar = tqdm.tqdm(total=FLAGS.checkpoints, desc=rule, unit="ckpt", disable=not FLAGS.progress,
                     file=sys.stderr)
-    res = simulate(cfg, econ0, mkt0, keys, jnp.asarray([False, True]), blocks=FLAGS.blocks,
-                   checkpoints=FLAGS.checkpoints, target=target,
+    res = simulate(cfg, econ0, mkt0, keys, jnp.asarray([False, True]), target,
+                   blocks=FLAGS.blocks, checkpoints=FLAGS.checkpoints,
                    attack_tao_rao=int(FLAGS.attack_tao * RAO),
                    progress=(lambda k: bar.update(1)) if FLAGS.progress else None)
     bar.close()
