@@ -21,7 +21,7 @@ def _economy():
   return economy.create(CFG, capacity=S, in_use=3, n_uids=N, n_validators=V,
                         pool_tao=[10**12, 3 * 10**12, 5 * 10**11, 10**12],
                         pool_alpha=10**13, validator_alpha=10**12, wallet_tao=10**14,
-                        weights_SxNxN=w, root_tao=[10**15, 3 * 10**14])
+                        weights_SxNxN=w, root_tao=[6 * 10**14, 6 * 10**14])
 
 
 def _actions(key):

@@ -58,8 +58,17 @@ def unstake_alpha(econ: Economy, alpha_S: jax.Array) -> tuple[Economy, jax.Array
 
 def register(econ: Economy, cfg: EconomyConfig, register_S: jax.Array) -> Economy:
   """A newcomer registers on each subnet with register_S (at most one per subnet and block),
-  paying the burn from the wallet (all or none of the block's registrations go through)."""
-  reg_S = register_S & econ.in_use_S
+  paying the burn from the wallet (all or none of the block's registrations go through).
+
+  The chain's pruning picks the uid (docs/chain.md §5.2). In these small ledgers (a handful of
+  miners, where mainnet has 256 uids) it can land on a validator once every miner is immune; such
+  a registration is refused here (nothing paid), so validators and their nominators' stake stay.
+  """
+  V = econ.root_tao_V.shape[0]
+  prune_S = jax.vmap(registration.neuron_to_prune)(econ.subnets)
+  full_S = econ.subnets.in_use_N.all(-1)
+  validator_hit_S = full_S & (prune_S >= 1) & (prune_S <= V)
+  reg_S = register_S & econ.in_use_S & ~validator_hit_S
   cost_S = jnp.where(reg_S, econ.burn_S, 0)
   reg_S = reg_S & (cost_S.sum() <= econ.wallet_tao)
   cost_S = jnp.where(reg_S, cost_S, 0)
