@@ -32,7 +32,7 @@ SIZES = {
     # compilation cache is warm: two interleaved repetitions, the dense, loop and NumPy baselines
     # on the first subnets of the batch (their rates are per epoch, so comparable)
     "full": dict(subnets=1024, uids=256, validators=64, big_uids=4096, dense_subnets=64,
-                 loop_subnets=64, numpy_subnets=24, repeats=2, scaling_repeats=5),
+                 loop_subnets=32, numpy_subnets=16, repeats=2, scaling_repeats=5),
     "tiny": dict(subnets=4, uids=16, validators=4, big_uids=64, dense_subnets=4, loop_subnets=2,
                  numpy_subnets=2, repeats=2, scaling_repeats=2),
 }
