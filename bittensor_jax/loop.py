@@ -136,7 +136,10 @@ def _epoch_row(cfg: network.NetworkConfig, state: network.NetworkState, metrics:
   quality[V:] = np.asarray(m["quality_K"], np.float64).mean(0)
   mean = lambda key: float(np.asarray(m[key], np.float64).mean())
   return {
-      "stake": sub.stake_N, "weights": sub.weights_NxN, "bonds": sub.bonds_NxN,
+      # the ledger keeps weights and bonds on R validator rows: the history stores the dense
+      # N x N view (docs/chain.md §1.16), expanded here on the host
+      "stake": sub.stake_N, "weights": np.asarray(sub.weights_NxN),
+      "bonds": np.asarray(sub.bonds_NxN),
       "consensus": sub.consensus_N, "validator_trust": sub.validator_trust_N,
       "incentive": sub.incentive_N, "dividends": sub.dividends_N, "emission": sub.emission_N,
       "active": sub.active_N, "validator_permit": sub.permit_N,

@@ -450,8 +450,9 @@ def init_state(cfg: NetworkConfig, num_devices: int = 1) -> NetworkState:
       max_allowed_validators=cfg.max_allowed_validators,
       min_allowed_weights=cfg.min_allowed_weights,
       max_weights_limit=int(round(cfg.max_weight_limit * ledger.U16_MAX)))
+  # only the V validators set weights: V weight/bond rows (docs/chain.md §1.16)
   subnet = ledger.subnet_from_neurons(stake, np.zeros(N, int), np.zeros(N, int),
-                                      np.arange(N) < V, hyper=hyper)
+                                      np.arange(N) < V, hyper=hyper, rows=V)
   subnet = subnet.replace(total_issuance=jnp.asarray(int(stake.sum()), jnp.int64))
   syncing = cfg.exchange in exchange.SYNCING
   init_index = np.zeros(M, np.int64) if syncing else slots_M

@@ -26,6 +26,9 @@ def test_consensus_reports_the_promised_keys(capsys):
     assert math.isfinite(res[key]) and res[key] > 0, key
   assert res["devices"] == jax.device_count() and res["benchmark"] == "consensus"
   assert "consensus" in consensus.report(res)
+  # the ledger on R = validators rows is smaller than the dense one, at both sizes
+  assert 0 < res["ledger_bytes"] < res["ledger_bytes_dense"]
+  assert 0 < res["ledger_bytes_big"] < res["ledger_bytes_big_dense"]
 
 
 def test_network_reports_the_promised_keys_and_writes_the_chart(capsys, tmp_path):

@@ -102,9 +102,11 @@ def test_codes_and_stored_rows_match_the_spec_rule():
         np.testing.assert_array_equal(np.asarray(new.has_weight_NxN[i]),
                                       np.asarray(sub.has_weight_NxN[i]))
         assert int(new.last_update_N[i]) == int(sub.last_update_N[i])
-  # every reason but DUPLICATE_UIDS (caught before jit) and the commit-reveal ones (CR is off here)
+  # every reason but DUPLICATE_UIDS (caught before jit), the commit-reveal ones (CR is off here)
+  # and NO_FREE_ROW (a dense ledger always has the caller's row, docs/chain.md §1.16)
   assert seen == set(range(len(R))) - {R.DUPLICATE_UIDS, R.COMMIT_REVEAL_ENABLED,
-                                       R.COMMIT_REVEAL_DISABLED, R.TOO_MANY_COMMITS}
+                                       R.COMMIT_REVEAL_DISABLED, R.TOO_MANY_COMMITS,
+                                       R.NO_FREE_ROW}
 
 
 def one_call(uid, uids, values, *, n=4, stake=None, last_update=None, permit=None, block=10,

@@ -20,6 +20,7 @@ from bittensor_jax.chain import emission as emission_lib
 from bittensor_jax.chain import kernels as K
 from bittensor_jax.chain import yuma
 from bittensor_jax.chain import ledger
+from bittensor_jax.chain import rows as rows_lib
 from bittensor_jax.chain.ledger import Subnet
 
 
@@ -37,6 +38,7 @@ class Rejection(enum.IntEnum):
   COMMIT_REVEAL_ENABLED = 9
   COMMIT_REVEAL_DISABLED = 10
   TOO_MANY_COMMITS = 11
+  NO_FREE_ROW = 12  # the simulator's row capacity, not a chain rule (docs/chain.md §1.16)
 
 
 REASONS = {
@@ -52,6 +54,8 @@ REASONS = {
     Rejection.COMMIT_REVEAL_ENABLED: "commit-reveal is enabled; use commit_weights",
     Rejection.COMMIT_REVEAL_DISABLED: "commit-reveal is disabled; use set_weights",
     Rejection.TOO_MANY_COMMITS: "too many unrevealed commits",
+    Rejection.NO_FREE_ROW: "no free weight row: the ledger's row capacity R is full (a simulator "
+                           "limit, docs/chain.md §1.16; build the subnet with more rows)",
 }
 
 
@@ -93,6 +97,15 @@ def _check_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
   return code_N, present, stored
 
 
+def _take_rows(subnet: Subnet, code_N, ok_N, present_NxN):
+  """Gives a row to each accepted uid whose row is usable (docs/chain.md §1.16); a uid left
+  without one is refused with NO_FREE_ROW. Returns (subnet, code_N, ok_N)."""
+  want_N = ok_N & rows_lib.usable_rows_N(subnet, present_NxN)
+  subnet, _, fits_N = rows_lib.allocate(subnet, want_N)
+  code_N = jnp.where(ok_N & ~fits_N, int(Rejection.NO_FREE_ROW), code_N)
+  return subnet, code_N, ok_N & fits_N
+
+
 @jax.jit
 def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
                      present_NxN: jax.Array) -> tuple[Subnet, jax.Array]:
@@ -100,19 +113,25 @@ def set_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Array,
 
   Accepted rows are stored max-upscaled (`vec_u16_max_upscale_to_u16`) with their presence
   (explicit zeros stay present), and `last_update` becomes the current block. While commit-reveal
-  is enabled every call is rejected (`commit_weights_rows` instead).
+  is enabled every call is rejected (`commit_weights_rows` instead). On a ledger with R < N rows
+  a usable row needs a ledger row (docs/chain.md §1.16): with none free the call is rejected with
+  `NO_FREE_ROW` (uids served in uid order; rows that this batch empties are freed after it).
 
   Returns:
     (subnet, code_N): the new ledger and a `Rejection` code per uid (0 where accepted or not set).
   """
   code_N, present, stored = _check_rows(subnet, setter_N, values_NxN, present_NxN, commit=False)
   ok_N = setter_N & (code_N == 0)
+  subnet, code_N, ok_N = _take_rows(subnet, code_N, ok_N, present)
   b = subnet.block
+  hit_R = commit_reveal.gather_uid_rows(subnet, ok_N) & (subnet.row_uid_R >= 0)
   new = subnet.replace(
-      weights_NxN=jnp.where(ok_N[:, None], stored, subnet.weights_NxN),
-      has_weight_NxN=jnp.where(ok_N[:, None], present, subnet.has_weight_NxN),
+      weights_RxN=jnp.where(hit_R[:, None], commit_reveal.gather_uid_rows(subnet, stored),
+                            subnet.weights_RxN).astype(subnet.weights_RxN.dtype),
+      has_weight_RxN=jnp.where(hit_R[:, None], commit_reveal.gather_uid_rows(subnet, present),
+                               subnet.has_weight_RxN),
       last_update_N=jnp.where(ok_N, b, subnet.last_update_N))
-  return new, code_N
+  return rows_lib.release(new), code_N
 
 
 def _u16_vector(call: str, name: str, x) -> np.ndarray:
@@ -143,12 +162,14 @@ def commit_weights_rows(subnet: Subnet, setter_N: jax.Array, values_NxN: jax.Arr
   (`COMMIT_SLOTS` pending commits) rejects. An accepted row is appended to the uid's FIFO as it
   would be stored (max-upscaled, explicit zeros present) and `last_update` becomes the current
   block; `commit_reveal.reveal_due` stores it as weights `reveal_period_epochs` epochs later.
+  A usable row needs a ledger row as in `set_weights_rows` (else `NO_FREE_ROW`).
 
   Returns:
     (subnet, code_N): the new ledger and a `Rejection` code per uid (0 where accepted or not set).
   """
   code_N, present, stored = _check_rows(subnet, setter_N, values_NxN, present_NxN, commit=True)
   ok_N = setter_N & (code_N == 0)
+  subnet, code_N, ok_N = _take_rows(subnet, code_N, ok_N, present)
   return commit_reveal.push(subnet, ok_N, stored, present), code_N
 
 
@@ -244,8 +265,8 @@ def reset_bonds(subnet: Subnet, uid: int) -> tuple[Subnet, str | None]:
   if not bool(subnet.hyper.bonds_reset_enabled):
     return subnet, "bonds_reset_enabled is false"
   col = jnp.arange(N)[None, :] == int(uid)
-  return subnet.replace(bonds_NxN=jnp.where(col, 0, subnet.bonds_NxN),
-                        has_bond_NxN=subnet.has_bond_NxN & ~col), None
+  return rows_lib.release(subnet.replace(bonds_RxN=jnp.where(col, 0, subnet.bonds_RxN),
+                                         has_bond_RxN=subnet.has_bond_RxN & ~col)), None
 
 
 def pay(subnet: Subnet, out: yuma.EpochOut) -> Subnet:
@@ -258,15 +279,14 @@ def paid_total(out: yuma.EpochOut) -> jax.Array:
   return (out.server_emission_N + out.validator_emission_N).sum()
 
 
-@functools.partial(jax.jit, static_argnames=("variant", "dtype", "rows"))
-def block_step(subnet: Subnet, *, variant: str = "current", dtype=None, rows: int | None = None):
+@functools.partial(jax.jit, static_argnames=("variant", "dtype"))
+def block_step(subnet: Subnet, *, variant: str = "current", dtype=None):
   """Advances one block: mint the block emission into pending, run the epoch when due, pay it.
 
   The epoch runs when `block - last_epoch_block >= tempo` (docs/chain.md §3.2) and distributes
   everything pending; floor rounding leaves a few rao pending for the next epoch, so stake plus
-  pending always equals what was minted. `rows` (static) is the epoch's validator row count
-  (`yuma.epoch`, docs/chain.md §1.15; None: all rows); a block whose epoch needs more rows runs it
-  on all rows.
+  pending always equals what was minted. The epoch runs on the ledger's R rows (docs/chain.md
+  §1.16).
 
   Returns:
     (subnet, out, ran): the new ledger, the epoch outputs (zeros when no epoch ran), and whether
@@ -279,7 +299,7 @@ def block_step(subnet: Subnet, *, variant: str = "current", dtype=None, rows: in
 
   def run(s):
     s = commit_reveal.reveal_due(s)  # due commits become weights just before the epoch
-    s2, out = yuma.epoch(s, s.pending_emission, variant=variant, dtype=dtype, rows=rows)
+    s2, out = yuma.epoch(s, s.pending_emission, variant=variant, dtype=dtype)
     s2 = pay(s2, out)
     return s2.replace(pending_emission=s.pending_emission - paid_total(out)), out
 

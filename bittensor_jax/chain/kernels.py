@@ -306,7 +306,7 @@ def weighted_median_col(stake_V: jax.Array, score_VxK: jax.Array, kappa: jax.Arr
     kappa: the majority fraction (u16 proportion).
     unit_interval: the scores lie in [0, 1] (static).
     sigma_V, minority: the renormalized stake of the participating rows and m, when the caller
-      computed them over a larger set of rows (the epoch's R-row form, docs/chain.md §1.15).
+      computed them over a larger set of rows (the epoch on R < N rows, docs/chain.md §1.15).
 
   Returns:
     f[K] the median of each column, dtype of `score_VxK`.

@@ -1,18 +1,24 @@
 """The ledger: one subnet's metagraph as a pytree of static shapes (docs/chain.md §1.1, §5, §6).
 
-Dims: N uids (the subnet's capacity, `max_allowed_uids`); every matrix is N x N with row = the uid
-that set the weights (validator) and column = the target (server), as in docs/chain.md §0.
+Dims: N uids (the subnet's capacity, `max_allowed_uids`), R validator rows (R <= N), C commit
+slots. Every matrix is R x N with row = the uid that set the weights (validator, `row_uid_R`) and
+column = the target (server), as in docs/chain.md §0.
 
 Slots are allocated as the chain does: uids `0..n-1` are in use (`in_use_N`), registration appends
 uid `n` until the capacity is reached, then replaces a pruned uid. So shapes never change and
 registration never recompiles.
 
-Validator rows (docs/chain.md §1.15): weights and bonds are stored N x N, but only the rows of
-registered uids with an old permit (stored, or the owner), a new permit or a stored bond can change
-an epoch, so `yuma.epoch(..., rows=R)` computes on those R rows (R x N) and scatters them back. A
-row survives permit loss in storage (masked by the epoch); a uid may store weights, self-weights
-included, without a permit (they take no row until it holds a permit). With more than R such rows
-`yuma.check_rows` / `yuma.epoch_many` refuse by name and a traced `epoch` falls back to all rows.
+Validator rows (docs/chain.md §1.16): weights, bonds and the commit-reveal payload are stored on R
+rows (`weights_RxN`, ..., `commit_weights_RxCxN`), R a static capacity fixed at construction
+(`rows=`, default N), with `row_uid_R` the uid of each row (-1: free). With R = N the map is the
+identity (row i is uid i, every replay unchanged); with R < N a uid holds a row only while it
+stores something the epoch can use: usable weights (an entry other than its own self-weight, or
+any entry if it is the owner), a stored bond, or a pending commit. A uid gets a row when it first
+stores usable weights or commits a usable row; the row is freed when the uid is replaced or the
+row holds nothing. With no free row, `set_weights_rows` / `commit_weights_rows` reject the call
+with `Rejection.NO_FREE_ROW` (the state unchanged for that uid) and the host-side builders raise a
+ValueError naming `rows`. The epoch runs on the R rows directly (R x N). Reading
+`subnet.weights_NxN` (and the other `_NxN` names) expands the rows to the dense N x N view.
 
 Money (stake, pending emission, total issuance) is counted in rao. Stake is kept as a float64 vector
 (any unit for scenario replays, rao in the simulator); issuance and pending emission are int64.
@@ -209,10 +215,11 @@ class Subnet:
   """One subnet's metagraph: stored chain state plus the outputs of the last epoch."""
   in_use_N: jax.Array             # bool[N] uid registered (uids 0..n-1)
   stake_N: jax.Array              # f64[N] stake weight s~ before the threshold (chain.md §1.1)
-  weights_NxN: jax.Array          # i32[N,N] stored u16 weights (row max-upscaled)
-  has_weight_NxN: jax.Array       # bool[N,N] entry present; explicit zeros can be present
-  bonds_NxN: jax.Array            # i32[N,N] stored u16 bonds
-  has_bond_NxN: jax.Array         # bool[N,N]
+  row_uid_R: jax.Array            # i32[R] uid whose weights/bonds/commits row r holds; -1 free
+  weights_RxN: jax.Array          # i32[R,N] stored u16 weights (row max-upscaled)
+  has_weight_RxN: jax.Array       # bool[R,N] entry present; explicit zeros can be present
+  bonds_RxN: jax.Array            # i32[R,N] stored u16 bonds
+  has_bond_RxN: jax.Array         # bool[R,N]
   last_update_N: jax.Array        # i64[N] block of the last set_weights
   registered_at_N: jax.Array      # i64[N] block at registration
   permit_N: jax.Array             # bool[N] validator permits written by the previous epoch
@@ -232,8 +239,9 @@ class Subnet:
   commit_count_N: jax.Array       # i32[N] pending commits of each uid
   commit_block_NxC: jax.Array     # i64[N,C] block of each commit
   commit_epoch_NxC: jax.Array     # i64[N,C] epoch_count at each commit
-  commit_weights_NxCxN: jax.Array  # u16[N,C,N] committed rows, max-upscaled as set_weights stores
-  commit_present_NxCxN: jax.Array  # bool[N,C,N] entry present (explicit zeros kept)
+  # the payload of uid u's slot k is row row_of(u)'s slot k (a uid without a row: no usable payload)
+  commit_weights_RxCxN: jax.Array  # u16[R,C,N] committed rows, max-upscaled as set_weights stores
+  commit_present_RxCxN: jax.Array  # bool[R,C,N] entry present (explicit zeros kept)
   hyper: Hyper
 
   @property
@@ -244,6 +252,64 @@ class Subnet:
   def n(self) -> jax.Array:
     """SubnetworkN: the number of registered uids."""
     return self.in_use_N.sum(-1)
+
+  @property
+  def rows(self) -> int:
+    """R, the static row capacity (R = N: dense, row i is uid i)."""
+    return self.row_uid_R.shape[-1]
+
+  # Dense N x N views of the row storage (read-only; free rows and rowless uids read as empty).
+  @property
+  def weights_NxN(self) -> jax.Array:
+    return expand_rows(self.weights_RxN, self.row_uid_R, self.capacity)
+
+  @property
+  def has_weight_NxN(self) -> jax.Array:
+    return expand_rows(self.has_weight_RxN, self.row_uid_R, self.capacity)
+
+  @property
+  def bonds_NxN(self) -> jax.Array:
+    return expand_rows(self.bonds_RxN, self.row_uid_R, self.capacity)
+
+  @property
+  def has_bond_NxN(self) -> jax.Array:
+    return expand_rows(self.has_bond_RxN, self.row_uid_R, self.capacity)
+
+  @property
+  def commit_weights_NxCxN(self) -> jax.Array:
+    return expand_rows(self.commit_weights_RxCxN, self.row_uid_R, self.capacity)
+
+  @property
+  def commit_present_NxCxN(self) -> jax.Array:
+    return expand_rows(self.commit_present_RxCxN, self.row_uid_R, self.capacity)
+
+
+def expand_rows(x_R: jax.Array, row_uid_R: jax.Array, N: int) -> jax.Array:
+  """The dense view of row storage: x[R, ...] -> [N, ...] with row r at uid row_uid_R[r].
+
+  Uids without a row (and free rows) read as zeros. Any leading batch axes. With R = N the map is
+  the identity (an invariant of the ledger) and `x_R` is returned as is.
+  """
+  lead = row_uid_R.ndim - 1
+  if row_uid_R.shape[-1] == N:
+    return x_R
+
+  def one(x, r):
+    idx = jnp.where(r >= 0, r, N)
+    return jnp.zeros((N,) + x.shape[1:], x.dtype).at[idx].set(x, mode="drop")
+
+  for _ in range(lead):
+    one = jax.vmap(one)
+  return one(x_R, row_uid_R)
+
+
+def row_of_N(row_uid_R: jax.Array, N: int) -> jax.Array:
+  """i32[N]: the row of each uid, -1 for a uid without a row (one batch: no leading axes)."""
+  R = row_uid_R.shape[-1]
+  if R == N:
+    return jnp.arange(N, dtype=jnp.int32)
+  idx = jnp.where(row_uid_R >= 0, row_uid_R, N)
+  return jnp.full((N,), -1, jnp.int32).at[idx].set(jnp.arange(R, dtype=jnp.int32), mode="drop")
 
 
 def _check_range(name: str, arr: np.ndarray, lo, hi, *, integer: bool) -> None:
@@ -282,8 +348,18 @@ def _scalar(name: str, v, lo, hi) -> int:
   return v
 
 
+def _check_row_capacity(rows, N: int) -> int:
+  """R as a Python int in [1, N] (None: N), else ValueError naming `rows`."""
+  if rows is None:
+    return N
+  if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or not 1 <= rows <= N:
+    raise ValueError(f"rows: expected an integer in [1, {N}] (the uid capacity) or None, got "
+                     f"{rows!r:.60}")
+  return int(rows)
+
+
 def empty_subnet(capacity: int, hyper: Hyper | None = None, *, block: int = 0,
-                 total_issuance: int = 0) -> Subnet:
+                 total_issuance: int = 0, rows: int | None = None) -> Subnet:
   """A subnet with `capacity` free uid slots.
 
   Args:
@@ -291,6 +367,8 @@ def empty_subnet(capacity: int, hyper: Hyper | None = None, *, block: int = 0,
     hyper: hyperparameters (default: chain storage defaults).
     block: the current block, in [0, MAX_BLOCK].
     total_issuance: rao issued so far, in [0, MAX_RAO].
+    rows: R, the static number of weight/bond rows (docs/chain.md §1.16), in [1, N]; None: N
+      (dense: row i is uid i).
 
   Raises:
     ValueError naming the argument that is out of range.
@@ -303,11 +381,14 @@ def empty_subnet(capacity: int, hyper: Hyper | None = None, *, block: int = 0,
   block = _scalar("block", block, 0, MAX_BLOCK)
   total_issuance = _scalar("total_issuance", total_issuance, 0, MAX_RAO)
   N = int(capacity)
+  R = _check_row_capacity(rows, N)
   z = lambda dt: jnp.zeros((N,), dt)
-  zz = lambda dt: jnp.zeros((N, N), dt)
+  zz = lambda dt: jnp.zeros((R, N), dt)
   return Subnet(
-      in_use_N=z(bool), stake_N=z(jnp.float64), weights_NxN=zz(jnp.int32),
-      has_weight_NxN=zz(bool), bonds_NxN=zz(jnp.int32), has_bond_NxN=zz(bool),
+      in_use_N=z(bool), stake_N=z(jnp.float64),
+      row_uid_R=jnp.arange(R, dtype=jnp.int32) if R == N else jnp.full((R,), -1, jnp.int32),
+      weights_RxN=zz(jnp.int32), has_weight_RxN=zz(bool), bonds_RxN=zz(jnp.int32),
+      has_bond_RxN=zz(bool),
       last_update_N=z(jnp.int64), registered_at_N=z(jnp.int64), permit_N=z(bool),
       active_N=z(bool), consensus_N=z(jnp.float64), validator_trust_N=z(jnp.float64),
       incentive_N=z(jnp.float64), dividends_N=z(jnp.float64), emission_N=z(jnp.int64),
@@ -317,8 +398,8 @@ def empty_subnet(capacity: int, hyper: Hyper | None = None, *, block: int = 0,
       epoch_count=jnp.asarray(0, jnp.int64), commit_count_N=z(jnp.int32),
       commit_block_NxC=jnp.zeros((N, COMMIT_SLOTS), jnp.int64),
       commit_epoch_NxC=jnp.zeros((N, COMMIT_SLOTS), jnp.int64),
-      commit_weights_NxCxN=jnp.zeros((N, COMMIT_SLOTS, N), jnp.uint16),
-      commit_present_NxCxN=jnp.zeros((N, COMMIT_SLOTS, N), bool),
+      commit_weights_RxCxN=jnp.zeros((R, COMMIT_SLOTS, N), jnp.uint16),
+      commit_present_RxCxN=jnp.zeros((R, COMMIT_SLOTS, N), bool),
       hyper=hyper if hyper is not None else Hyper.create())
 
 
@@ -342,7 +423,7 @@ def _vector(name: str, values, n: int, dtype, hi=None) -> np.ndarray:
 
 def subnet_from_neurons(stake, registered_at, last_update, validator_permit, *,
                         capacity: int | None = None, hyper: Hyper | None = None,
-                        block: int = 0) -> Subnet:
+                        block: int = 0, rows: int | None = None) -> Subnet:
   """A subnet whose uids `0..n-1` are registered with the given per-uid state (host-side checks).
 
   Args:
@@ -354,6 +435,8 @@ def subnet_from_neurons(stake, registered_at, last_update, validator_permit, *,
     capacity: number of uid slots, at least n (default n), at most 65535 (u16).
     hyper: hyperparameters (default chain storage defaults).
     block: the current block, in [0, MAX_BLOCK].
+    rows: R, the number of weight/bond rows (docs/chain.md §1.16), in [1, capacity]; None:
+      capacity (dense).
 
   Raises:
     ValueError naming the argument that the chain (or this int64 ledger) cannot hold.
@@ -369,7 +452,7 @@ def subnet_from_neurons(stake, registered_at, last_update, validator_permit, *,
   registered_n = _vector("registered_at", registered_at, n, np.int64, MAX_BLOCK)
   last_update_n = _vector("last_update", last_update, n, np.int64, MAX_BLOCK)
   permit_n = _vector("validator_permit", validator_permit, n, bool)
-  sub = empty_subnet(capacity, hyper, block=block)
+  sub = empty_subnet(capacity, hyper, block=block, rows=rows)
   pad = lambda a: np.concatenate([a, np.zeros((capacity - n,), a.dtype)])
   return sub.replace(
       in_use_N=jnp.asarray(pad(np.ones((n,), bool))),
@@ -409,18 +492,23 @@ def check_subnet(sub: Subnet) -> None:
     ValueError naming the field.
   """
   N = sub.in_use_N.shape[-1]
+  R = sub.row_uid_R.shape[-1]
   for f in dataclasses.fields(Subnet):
     v = getattr(sub, f.name)
     if f.name == "hyper":
       continue
-    want = {"_NxCxN": (N, COMMIT_SLOTS, N), "_NxC": (N, COMMIT_SLOTS), "_NxN": (N, N),
-            "_N": (N,)}.get("_" + f.name.rsplit("_", 1)[-1], ())
+    want = {"_RxCxN": (R, COMMIT_SLOTS, N), "_NxC": (N, COMMIT_SLOTS), "_RxN": (R, N),
+            "_N": (N,), "_R": (R,)}.get("_" + f.name.rsplit("_", 1)[-1], ())
     if tuple(v.shape[-len(want):] if want else ()) != want:
-      raise ValueError(f"{f.name}: expected trailing shape {want}, got {tuple(v.shape)}")
+      dense_name = {v: k for k, v in DENSE_NAMES.items()}.get(f.name)
+      raise ValueError(f"{f.name}{f' (the rows of {dense_name})' if dense_name else ''}: "
+                       f"expected trailing shape {want}, got {tuple(v.shape)}")
+  check_row_map(sub)
   stake = np.asarray(sub.stake_N)
   _check_range("stake_N", stake, 0, MAX_STAKE, integer=False)
-  for name in ("weights_NxN", "bonds_NxN"):
-    _check_range(name, np.asarray(getattr(sub, name)), 0, U16_MAX, integer=True)
+  for name in ("weights_RxN", "bonds_RxN"):
+    _check_range(f"{name} (the rows of {name.replace('_RxN', '_NxN')})",
+                 np.asarray(getattr(sub, name)), 0, U16_MAX, integer=True)
   for name in ("last_update_N", "registered_at_N", "block", "last_epoch_block"):
     _check_range(name, np.asarray(getattr(sub, name)), 0, MAX_BLOCK, integer=True)
   for name in ("emission_N", "pending_emission", "total_issuance"):
@@ -428,3 +516,157 @@ def check_subnet(sub: Subnet) -> None:
   for name in ("consensus_N", "validator_trust_N", "incentive_N", "dividends_N"):
     _check_range(name, np.asarray(getattr(sub, name)), 0, math.inf, integer=False)
   check_hyper_leaves(sub.hyper)
+
+
+def check_row_map(sub: Subnet) -> None:
+  """Host-side check of the row map `row_uid_R` (any leading batch axes; docs/chain.md §1.16).
+
+  R = N: the identity. R < N: entries in [-1, N), each uid at most once.
+
+  Raises:
+    ValueError naming `row_uid_R`.
+  """
+  N, R = sub.in_use_N.shape[-1], sub.row_uid_R.shape[-1]
+  r = np.asarray(sub.row_uid_R).reshape(-1, R)
+  if R > N:
+    raise ValueError(f"row_uid_R: {R} rows exceed the uid capacity {N}")
+  if R == N:
+    if not (r == np.arange(N)).all():
+      raise ValueError("row_uid_R: a dense ledger (R = N) maps row i to uid i")
+    return
+  if ((r < -1) | (r >= N)).any():
+    raise ValueError(f"row_uid_R: entries must be a uid in [0, {N}) or -1 (free)")
+  for one in r:
+    held = one[one >= 0]
+    if len(np.unique(held)) != len(held):
+      raise ValueError("row_uid_R: a uid holds more than one row")
+
+
+def usable_weights_N(has_weight_NxN: np.ndarray, owner: int) -> np.ndarray:
+  """bool[N] (host): the uid's weight row holds an entry the epoch can use (docs/chain.md §1.16).
+
+  Any entry but the uid's own self-weight, which the epoch drops unless the uid is the owner.
+  """
+  N = has_weight_NxN.shape[-1]
+  eye = np.eye(N, dtype=bool) & (np.arange(N) != owner)[:, None]
+  return (has_weight_NxN & ~eye).any(-1)
+
+
+def with_dense(sub: Subnet, **dense) -> Subnet:
+  """Host-side: the ledger with dense N x N weights / bonds written into its rows.
+
+  For tests, studies and benchmarks that build a ledger from matrices (`Subnet.replace` routes
+  these names here). Keywords: any of `weights_NxN`, `has_weight_NxN`, `bonds_NxN`,
+  `has_bond_NxN` (and, dense only, `commit_weights_NxCxN`, `commit_present_NxCxN`). A dense ledger
+  (R = N) stores them as given (any batch axes; traced values are fine). With R < N (one subnet,
+  concrete values; the others keep their current value) the uids whose rows hold usable weights or bonds (or pending commits) get rows,
+  keeping the rows they hold; other rows are dropped (docs/chain.md §1.16).
+
+  Raises:
+    ValueError naming the field for a wrong shape, or naming `rows` when more uids need a row
+    than the ledger has.
+  """
+  N, R = sub.capacity, sub.rows
+  names = ("weights_NxN", "has_weight_NxN", "bonds_NxN", "has_bond_NxN")
+  unknown = sorted(set(dense) - set(DENSE_NAMES))
+  if unknown:
+    raise ValueError(f"{unknown[0]}: not a dense ledger field; expected one of {DENSE_NAMES}")
+  if R == N:  # the identity map: the rows are the dense matrices (any batch axes, traced or not)
+    return _field_replace(sub, **{DENSE_NAMES[k]: v for k, v in dense.items()})
+  unknown = sorted(set(dense) - set(names))
+  if unknown:
+    raise ValueError(f"{unknown[0]}: only a dense ledger (rows = N) takes it as a dense matrix")
+  for k, v in dense.items():
+    if tuple(np.shape(v)) != (N, N):
+      raise ValueError(f"{k}: expected shape ({N}, {N}), got {tuple(np.shape(v))}")
+  if sub.row_uid_R.ndim != 1:
+    raise ValueError("with_dense: one subnet at a time (no batch axes) when rows < capacity")
+  full = {k: np.asarray(dense[k]) if k in dense else np.asarray(getattr(sub, k)) for k in names}
+  owner = int(sub.hyper.subnet_owner_uid)
+  need_N = (usable_weights_N(full["has_weight_NxN"], owner) | full["has_bond_NxN"].any(-1)
+            | (np.asarray(sub.commit_count_N) > 0) & (np.asarray(row_of_N(sub.row_uid_R, N)) >= 0))
+  row_uid = np.asarray(sub.row_uid_R).copy()
+  row_uid[(row_uid >= 0) & ~need_N[np.maximum(row_uid, 0)]] = -1
+  new = [u for u in np.nonzero(need_N)[0] if u not in set(row_uid.tolist())]
+  free = np.nonzero(row_uid < 0)[0]
+  if len(new) > len(free):
+    raise ValueError(f"rows: {int(need_N.sum())} uids store usable weights or bonds but the "
+                     f"ledger has rows={R} (docs/chain.md §1.16); build it with more rows")
+  fresh = np.zeros(R, bool)
+  fresh[free[:len(new)]] = True
+  row_uid[free[:len(new)]] = new
+  held = row_uid >= 0
+  out = {}
+  for k in names:
+    x = full[k][np.maximum(row_uid, 0)]
+    out[k.replace("_NxN", "_RxN")] = jnp.asarray(
+        np.where(held.reshape((R,) + (1,) * (x.ndim - 1)), x, 0).astype(
+            getattr(sub, k.replace("_NxN", "_RxN")).dtype))
+  zero3 = lambda x: jnp.where(jnp.asarray(fresh | ~held)[:, None, None], jnp.zeros_like(x), x)
+  return _field_replace(sub, row_uid_R=jnp.asarray(row_uid, jnp.int32),
+                        commit_weights_RxCxN=zero3(sub.commit_weights_RxCxN),
+                        commit_present_RxCxN=zero3(sub.commit_present_RxCxN), **out)
+
+
+# the dense names `Subnet.replace` accepts for the row storage (docs/chain.md §1.16)
+DENSE_NAMES = {"weights_NxN": "weights_RxN", "has_weight_NxN": "has_weight_RxN",
+               "bonds_NxN": "bonds_RxN", "has_bond_NxN": "has_bond_RxN",
+               "commit_weights_NxCxN": "commit_weights_RxCxN",
+               "commit_present_NxCxN": "commit_present_RxCxN"}
+_field_replace = Subnet.replace
+
+
+def _replace(self: Subnet, **updates) -> Subnet:
+  """`dataclasses.replace`, also taking the dense names (`weights_NxN`, ...) via `with_dense`."""
+  dense = {k: updates.pop(k) for k in list(updates) if k in DENSE_NAMES}
+  out = _field_replace(self, **updates)
+  return with_dense(out, **dense) if dense else out
+
+
+Subnet.replace = _replace
+
+
+def needs_row_N(sub: Subnet) -> np.ndarray:
+  """bool[N] (host, one subnet): the uids that hold something a row keeps (docs/chain.md §1.16).
+
+  Usable weights (an entry other than a non-owner's own self-weight), a stored bond, or a pending
+  commit. An R < N ledger never holds more rows than this counts.
+  """
+  owner = int(sub.hyper.subnet_owner_uid)
+  return (usable_weights_N(np.asarray(sub.has_weight_NxN), owner)
+          | np.asarray(sub.has_bond_NxN).any(-1) | (np.asarray(sub.commit_count_N) > 0))
+
+
+def with_rows(sub: Subnet, rows: int | None) -> Subnet:
+  """Host-side: the same subnet stored on `rows` rows (docs/chain.md §1.16; one subnet).
+
+  The uids of `needs_row_N` get rows in uid order; what no row keeps (a non-owner's lone
+  self-weight, an empty row) is what the epoch ignores, so every epoch output is unchanged.
+
+  Raises:
+    ValueError naming `rows` when it is out of range or more uids need a row than it allows.
+  """
+  N = sub.capacity
+  R = _check_row_capacity(rows, N)
+  need = needs_row_N(sub)
+  if R < N and need.sum() > R:
+    raise ValueError(f"rows: {int(need.sum())} uids hold weights, bonds or commits the epoch can "
+                     f"use but rows={R} (docs/chain.md §1.16)")
+  row_uid = np.arange(N) if R == N else np.concatenate(
+      [np.nonzero(need)[0], np.full(R - need.sum(), -1)])
+  held = (row_uid >= 0) & (need[np.maximum(row_uid, 0)] | (R == N))
+  gather = lambda x: np.where(held.reshape((R,) + (1,) * (x.ndim - 1)),
+                              np.asarray(x)[np.maximum(row_uid, 0)], 0)
+  return _field_replace(
+      sub, row_uid_R=jnp.asarray(row_uid, jnp.int32),
+      weights_RxN=jnp.asarray(gather(sub.weights_NxN), jnp.int32),
+      has_weight_RxN=jnp.asarray(gather(sub.has_weight_NxN), bool),
+      bonds_RxN=jnp.asarray(gather(sub.bonds_NxN), jnp.int32),
+      has_bond_RxN=jnp.asarray(gather(sub.has_bond_NxN), bool),
+      commit_weights_RxCxN=jnp.asarray(gather(sub.commit_weights_NxCxN), jnp.uint16),
+      commit_present_RxCxN=jnp.asarray(gather(sub.commit_present_NxCxN), bool))
+
+
+def ledger_bytes(sub: Subnet) -> int:
+  """Bytes of every array of the ledger (hyperparameters included)."""
+  return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(sub)))

@@ -51,19 +51,22 @@ def clear_uid(subnet: Subnet, uid: jax.Array, stake: jax.Array) -> Subnet:
   N = subnet.in_use_N.shape[-1]
   hit_N = jnp.arange(N) == uid
   b = subnet.block
-  row = hit_N[:, None]
   col = hit_N[None, :]
   zero = lambda x: jnp.where(hit_N, jnp.zeros_like(x), x)
   subnet = commit_reveal.clear(subnet, hit_N)
+  # the uid's row (docs/chain.md §1.16): emptied, and freed when R < N
+  row = (commit_reveal.gather_uid_rows(subnet, hit_N) & (subnet.row_uid_R >= 0))[:, None]
+  dense = subnet.row_uid_R.shape[-1] == N
   return subnet.replace(
+      row_uid_R=subnet.row_uid_R if dense else jnp.where(row[:, 0], -1, subnet.row_uid_R),
       in_use_N=subnet.in_use_N | hit_N,
       stake_N=jnp.where(hit_N, jnp.asarray(stake, subnet.stake_N.dtype), subnet.stake_N),
       # weights set by the uid removed; weights pointing to it set to 0 but kept
-      weights_NxN=jnp.where(row | col, 0, subnet.weights_NxN),
-      has_weight_NxN=subnet.has_weight_NxN & ~row,
+      weights_RxN=jnp.where(row | col, 0, subnet.weights_RxN),
+      has_weight_RxN=subnet.has_weight_RxN & ~row,
       # its bonds row removed
-      bonds_NxN=jnp.where(row, 0, subnet.bonds_NxN),
-      has_bond_NxN=subnet.has_bond_NxN & ~row,
+      bonds_RxN=jnp.where(row, 0, subnet.bonds_RxN),
+      has_bond_RxN=subnet.has_bond_RxN & ~row,
       last_update_N=jnp.where(hit_N, b, subnet.last_update_N),
       registered_at_N=jnp.where(hit_N, b, subnet.registered_at_N),
       permit_N=subnet.permit_N & ~hit_N,

@@ -9,8 +9,9 @@ Variants (static):
   "yuma1_2023"       the 2023 epoch (docs/chain.md §2.1);
   "liquid_alpha_v1"  classic Yuma, per-column alpha from consensus quantiles (docs/chain.md §2.2).
 
-Dims: N uids. Row i sets weights, column j receives them. Speed (benchmarks/RESULTS.md): `rows=R`
-runs the weight and bond math on the R validator rows of the row rule (docs/chain.md §1.15, R x N),
+Dims: N uids, R ledger rows. Row r (uid `row_uid_R[r]`) sets weights, column j receives them.
+Speed (benchmarks/RESULTS.md): the weight and bond math runs on the ledger's R rows (docs/chain.md
+§1.16, R x N, no N x N gather or scatter),
 `yuma3` / `liquid_alpha` choose the bond path statically (`bond_paths`), and the float64 median
 searches the I32F32 grid (`kernels.weighted_median_col`). `epoch` returns the ledger fields it does
 not write as the input's own arrays.
@@ -27,7 +28,8 @@ import numpy as np
 
 from bittensor_jax.chain import commit_reveal
 from bittensor_jax.chain import kernels as K
-from bittensor_jax.chain.ledger import Subnet
+from bittensor_jax.chain import rows as rows_lib
+from bittensor_jax.chain.ledger import Subnet, expand_rows, row_of_N
 
 VARIANTS = ("current", "yuma1_2023", "liquid_alpha_v1")
 
@@ -46,7 +48,13 @@ class EpochOut:
   server_emission_N: jax.Array     # i64 rao
   validator_emission_N: jax.Array  # i64 rao
   emission_N: jax.Array            # i64 rao, floor(combined * E)
-  bonds_NxN: jax.Array             # i32 stored u16 bonds
+  bonds_RxN: jax.Array             # i32 stored u16 bonds, on the ledger's rows
+  row_uid_R: jax.Array             # i32 the uid of each row (-1 free; docs/chain.md §1.16)
+
+  @property
+  def bonds_NxN(self) -> jax.Array:
+    """The stored bonds as a dense N x N matrix (uids without a row: zeros)."""
+    return expand_rows(self.bonds_RxN, self.row_uid_R, self.stake_N.shape[-1])
 
 
 def _as(x, dt):
@@ -106,60 +114,8 @@ def _permits(subnet: Subnet, variant: str, dt):
   return owner_N, active_N, S_N, p_N, p_new_N
 
 
-def _rows_used_N(subnet: Subnet, p_N: jax.Array, p_new_N: jax.Array) -> jax.Array:
-  """bool[N]: the uids whose weight or bond row the epoch reads or writes (the row rule).
-
-  A row takes part when its uid is registered and holds an old permit (stored, or the owner: its
-  weights are unmasked), a new permit (its bond row is rewritten) or any stored bond (old bonds
-  enter the column normalization). Every other row has its weights masked (§1.6 item 1), no bonds,
-  zero active stake and a bond row left unchanged (§1.10), so it adds nothing to any output.
-  """
-  in_use_N = subnet.in_use_N
-  return in_use_N & (p_N | p_new_N | subnet.has_bond_NxN.any(axis=-1))
-
-
-@functools.partial(jax.jit, static_argnames=("variant",))
-def rows_used(subnet: Subnet, *, variant: str = "current") -> jax.Array:
-  """The number of validator rows the epoch of `subnet` computes on (any leading batch axes).
-
-  The row rule (docs/chain.md §1.15): registered uids with an old permit (stored, or the owner),
-  a new permit (top-k of this epoch's stake) or a stored bond. `epoch(..., rows=R)` is exact when
-  this is at most R.
-  """
-  fn = lambda s: _rows_used_N(s, *_permits(s, variant, jnp.float64)[3:]).sum()
-  for _ in range(subnet.in_use_N.ndim - 1):
-    fn = jax.vmap(fn)
-  return fn(subnet)
-
-
 def _concrete(tree) -> bool:
   return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
-
-
-def check_rows(subnet: Subnet, rows: int | None, *, variant: str = "current") -> None:
-  """Refuses, by name, a row capacity below what the epoch of `subnet` needs (host-side).
-
-  Args:
-    subnet: a concrete ledger (any leading batch axes).
-    rows: R, the static number of validator rows (None: all N rows, always exact).
-    variant: one of VARIANTS.
-
-  Raises:
-    ValueError naming `rows` when R is not a positive integer, or when some subnet needs more
-    than R rows under the row rule (docs/chain.md §1.15).
-  """
-  if rows is None:
-    return
-  if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-    raise ValueError(f"rows: expected a positive integer or None, got {rows!r:.60}")
-  if rows >= subnet.in_use_N.shape[-1]:
-    return
-  need = int(np.max(np.asarray(rows_used(subnet, variant=variant))))
-  if need > rows:
-    raise ValueError(
-        f"rows: the epoch needs {need} validator rows (registered uids with an old or new permit, "
-        f"the owner, or stored bonds; docs/chain.md §1.15) but rows={rows}: raise rows (at most "
-        f"the capacity {subnet.in_use_N.shape[-1]}) or lower max_allowed_validators")
 
 
 def bond_paths(hyper) -> tuple[bool | None, bool | None]:
@@ -174,9 +130,11 @@ def bond_paths(hyper) -> tuple[bool | None, bool | None]:
 
 
 def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current", dtype=None,
-          rows: int | None = None, yuma3: bool | None = None, liquid_alpha: bool | None = None,
-          rows_checked: bool = False) -> tuple[Subnet, EpochOut]:
+          yuma3: bool | None = None, liquid_alpha: bool | None = None) -> tuple[Subnet, EpochOut]:
   """Runs one epoch at `subnet.block`, distributing `emission` rao (docs/chain.md §1).
+
+  The weight and bond math runs on the ledger's R rows (R x N, docs/chain.md §1.16): a dense
+  ledger (R = N) computes every uid's row, an R < N ledger only the rows its uids hold.
 
   Args:
     subnet: the ledger before the epoch.
@@ -184,60 +142,42 @@ def epoch(subnet: Subnet, emission: jax.Array, *, variant: str = "current", dtyp
     variant: one of VARIANTS (static).
     dtype: float dtype of the epoch math (static): float64 (default under x64) is chain-exact mode,
       float32 is the fast simulation mode.
-    rows: R, the number of validator rows the weight and bond math runs on (static; None or >= N:
-      all N rows). The epoch gathers the rows of the row rule (`rows_used`, docs/chain.md §1.15)
-      into an R x N problem and scatters the results back, so its cost grows as R x N. When a
-      subnet needs more than R rows the epoch falls back to all N rows (exact, but under vmap both
-      run); callers that ran `check_rows` on the concrete ledger pass `rows_checked=True` to drop
-      the fallback.
     yuma3, liquid_alpha: the values of `hyper.yuma3_enabled` / `hyper.liquid_alpha_enabled` when
       the caller knows them (static, see `bond_paths`): only that bond path is computed. None
       keeps the traced choice (sweeps that mix them). A wrong value gives the other path's bonds.
-    rows_checked: see `rows`.
 
   Returns:
     The ledger after the epoch (bonds, permits, outputs and `last_epoch_block` written,
-    `epoch_count` + 1; stake is not changed: paying the amounts is `chain.pay`) and the epoch
-    outputs. Due commit-reveal commits are revealed by the caller first
-    (`commit_reveal.reveal_due`, as `block_step` and the replay do, docs/chain.md §1.6 item 4).
+    `epoch_count` + 1, rows left holding nothing freed; stake is not changed: paying the amounts
+    is `chain.pay`) and the epoch outputs. Due commit-reveal commits are revealed by the caller
+    first (`commit_reveal.reveal_due`, as `block_step` and the replay do, docs/chain.md §1.6
+    item 4).
 
   Raises:
-    ValueError: an unknown variant, or a `rows` that is not a positive integer or None.
+    ValueError: an unknown variant.
   """
   if variant not in VARIANTS:
     raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
-  if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
-    raise ValueError(f"rows: expected a positive integer or None, got {rows!r:.60}")
-  changed, out = _epoch_jit(subnet, emission, variant=variant, dtype=dtype, rows=rows,
-                            yuma3=yuma3, liquid_alpha=liquid_alpha, rows_checked=rows_checked)
+  changed, out = _epoch_jit(subnet, emission, variant=variant, dtype=dtype, yuma3=yuma3,
+                            liquid_alpha=liquid_alpha)
   # the ledger fields the epoch does not write are the input's own arrays (no copy)
-  return subnet.replace(bonds_NxN=out.bonds_NxN, **changed), out
+  return subnet.replace(bonds_RxN=out.bonds_RxN, **changed), out
 
 
-@functools.partial(jax.jit, static_argnames=("variant", "dtype", "rows", "yuma3", "liquid_alpha",
-                                             "rows_checked"))
-def _epoch_jit(subnet: Subnet, emission: jax.Array, *, variant, dtype, rows, yuma3, liquid_alpha,
-               rows_checked) -> tuple[dict, EpochOut]:
-  """The compiled epoch: the ledger fields it writes (bonds are `out.bonds_NxN`) and the outputs."""
+@functools.partial(jax.jit, static_argnames=("variant", "dtype", "yuma3", "liquid_alpha"))
+def _epoch_jit(subnet: Subnet, emission: jax.Array, *, variant, dtype, yuma3,
+               liquid_alpha) -> tuple[dict, EpochOut]:
+  """The compiled epoch: the ledger fields it writes (bonds are `out.bonds_RxN`) and the outputs."""
   dt = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
-  N = subnet.in_use_N.shape[-1]
-  if rows is None or rows >= N:
-    return _epoch(subnet, emission, variant, dt, None, yuma3, liquid_alpha)
-  if rows_checked:
-    return _epoch(subnet, emission, variant, dt, rows, yuma3, liquid_alpha)
-  fits = _rows_used_N(subnet, *_permits(subnet, variant, dt)[3:]).sum() <= rows
-  return jax.lax.cond(fits, lambda s: _epoch(s, emission, variant, dt, rows, yuma3, liquid_alpha),
-                      lambda s: _epoch(s, emission, variant, dt, None, yuma3, liquid_alpha),
-                      subnet)
+  return _epoch(subnet, emission, variant, dt, yuma3, liquid_alpha)
 
 
-def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | None,
-           yuma3_static: bool | None, liquid_static: bool | None) -> tuple[dict, EpochOut]:
-  """The epoch on all N rows (rows None) or on the R rows of the row rule (docs/chain.md §1.15).
+def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, yuma3_static: bool | None,
+           liquid_static: bool | None) -> tuple[dict, EpochOut]:
+  """The epoch on the ledger's R rows (docs/chain.md §1.16).
 
-  Returns the ledger fields it writes except the bonds (`out.bonds_NxN`), and the outputs.
-
-  Row-indexed arrays carry an R suffix (R = N in the dense case, where no gather happens).
+  Returns the ledger fields it writes except the bonds (`out.bonds_RxN`), and the outputs.
+  Row-indexed arrays carry an R suffix (R = N in the dense case, where row r is uid r).
   """
   h = subnet.hyper
   legacy = variant == "yuma1_2023"
@@ -250,20 +190,22 @@ def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | No
   # 1.5 active stake
   a_N = K.i32f32_shares(S_N * active_N * p_N)
 
-  if rows is None:
+  dense = rows_lib.dense(subnet)
+  zeros_N = jnp.zeros((N,), dt)
+  if dense:  # row r is uid r (a static identity: the program of the all-uids epoch)
     row_R = uid_N
     take = lambda x: x
     put = lambda base, x_R: x_R
+    in_use_R, p_R, a_R, owner_R, p_new_R = in_use_N, p_N, a_N, owner_N, p_new_N
   else:
-    # the used rows first, in uid order, then the others (a permutation: no duplicate rows)
-    used_N = _rows_used_N(subnet, p_N, p_new_N)
-    pos_N = jnp.where(used_N, jnp.cumsum(used_N) - 1, used_N.sum() + jnp.cumsum(~used_N) - 1)
-    row_R = jnp.zeros((N,), jnp.int32).at[pos_N].set(uid_N.astype(jnp.int32))[:rows]
-    take = lambda x: x[row_R]
-    put = lambda base, x_R: base.at[row_R].set(x_R.astype(base.dtype))
-  zeros_N = jnp.zeros((N,), dt)
-  in_use_R, p_R, a_R, owner_R = take(in_use_N), take(p_N), take(a_N), take(owner_N)
-  p_new_R = take(p_new_N)
+    row_R = subnet.row_uid_R
+    taken_R = row_R >= 0
+    take = lambda x: x[jnp.maximum(row_R, 0)]
+    put = lambda base, x_R: base.at[jnp.where(taken_R, row_R, N)].set(
+        x_R.astype(base.dtype), mode="drop")
+    in_use_R = take(in_use_N) & taken_R
+    p_R, a_R, owner_R = take(p_N) & taken_R, jnp.where(taken_R, take(a_N), 0), take(owner_N)
+    p_new_R = take(p_new_N) & taken_R
 
   # 1.6 weights: presence masks, then row-normalize
   eye = row_R[:, None] == uid_N[None, :]
@@ -272,16 +214,25 @@ def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | No
   c_R = take(commit_reveal.earliest_commit_N(subnet))  # item 4, commit-reveal (drop_NxN's rule)
   cr_drop = (h.commit_reveal_weights_enabled & (c_R[:, None] < subnet.registered_at_N[None, :])
              & (not legacy))
-  M = (take(subnet.has_weight_NxN) & in_use_R[:, None] & in_use_N[None, :] & p_R[:, None]
+  M = (subnet.has_weight_RxN & in_use_R[:, None] & in_use_N[None, :] & p_R[:, None]
        & ~(eye & ~diag_keep) & ~outdated & ~cr_drop)
-  W = K.row_normalize(jnp.where(M, _as(take(subnet.weights_NxN), dt), 0))
+  W = K.row_normalize(jnp.where(M, _as(subnet.weights_RxN, dt), 0))
 
   # 1.7 consensus, 1.8 clipping, trust, incentive
   kappa = K.u16_proportion(h.kappa, dt)
-  # sigma and the minority over all N uids, so R rows give the dense sums (docs/chain.md §1.15)
   sigma_N = K.normalize(jnp.where(a_N > 0, a_N, 0))
-  C_N = K.weighted_median_col(a_R, W, kappa, unit_interval=True, sigma_V=take(sigma_N),
-                              minority=sigma_N.sum() - kappa)
+  if dense:
+    C_N = K.weighted_median_col(a_R, W, kappa, unit_interval=True, sigma_V=sigma_N,
+                                minority=sigma_N.sum() - kappa)
+  else:
+    # sigma and the minority over all N uids; the voters without a row score 0 in every column,
+    # so they enter as one all-zero row carrying their stake (docs/chain.md §1.16)
+    rowless_N = row_of_N(row_R, N) < 0
+    sigma_V = jnp.append(jnp.where(taken_R, take(sigma_N), 0),
+                         jnp.where(rowless_N, sigma_N, 0).sum())
+    W_V = jnp.concatenate([W, jnp.zeros((1, N), W.dtype)])
+    C_N = K.weighted_median_col(sigma_V, W_V, kappa, unit_interval=True, sigma_V=sigma_V,
+                                minority=sigma_N.sum() - kappa)
   Wc, Mc = K.col_clip(W, C_N, M)
   Tv_N = put(zeros_N, Wc.sum(axis=1))
   I_N = K.normalize(a_R @ Wc)
@@ -292,7 +243,7 @@ def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | No
   Mb = jnp.where(beta == 0, M, jnp.where(beta == 1, Mc, Wb > 0))
 
   # 1.10 bonds: old bonds masked by registration since the previous epoch (t0 <= r_j)
-  has_bond = take(subnet.has_bond_NxN)
+  has_bond = subnet.has_bond_RxN
   if legacy:
     keep_old = has_bond & ~outdated
   else:
@@ -301,7 +252,7 @@ def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | No
     recent_N = t0 <= subnet.registered_at_N
     keep_old = has_bond & ~recent_N[None, :]
   keep_old = keep_old & in_use_R[:, None] & in_use_N[None, :]
-  Bq = jnp.where(keep_old, _as(take(subnet.bonds_NxN), dt), 0)
+  Bq = jnp.where(keep_old, _as(subnet.bonds_RxN, dt), 0)
   # alpha and 1 - alpha each from the integer ppm: bma = 1e6 gives exactly 0 and 1 (kernels.py rule 2)
   alpha_fixed, keep_fixed = K.ppm_proportions(h.bonds_moving_average, dt)
 
@@ -360,16 +311,13 @@ def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | No
   lost_R = p_R & ~p_new_R
   live = in_use_R[:, None] & in_use_N[None, :]
   bonds_R = jnp.where(p_new_R[:, None], new_bonds,
-                      jnp.where(lost_R[:, None], 0, take(subnet.bonds_NxN)))
+                      jnp.where(lost_R[:, None], 0, subnet.bonds_RxN))
   has_bond_R = jnp.where(p_new_R[:, None], Bn > 0, jnp.where(lost_R[:, None], False, has_bond))
-  bonds_R = jnp.where(live, bonds_R, 0).astype(jnp.int32)
-  has_bond_R = has_bond_R & live
-  if rows is None:
-    bonds, has_bond = bonds_R, has_bond_R
-  else:  # rows outside the rule keep their stored row (masked to registered uids, as above)
-    live_NxN = in_use_N[:, None] & in_use_N[None, :]
-    bonds = put(jnp.where(live_NxN, subnet.bonds_NxN, 0).astype(jnp.int32), bonds_R)
-    has_bond = put(subnet.has_bond_NxN & live_NxN, has_bond_R)
+  bonds = jnp.where(live, bonds_R, 0).astype(jnp.int32)
+  has_bond = has_bond_R & live
+  # rows left holding nothing are freed (R < N, docs/chain.md §1.16)
+  row_uid_R = (subnet.row_uid_R if dense else
+               rows_lib.release(subnet.replace(has_bond_RxN=has_bond)).row_uid_R)
 
   # 1.11 emission split (split_amounts)
   server_amt, validator_amt, combined_amt = split_amounts(I_N, D_N, a_N, S_N, emission)
@@ -378,60 +326,52 @@ def _epoch(subnet: Subnet, emission: jax.Array, variant: str, dt, rows: int | No
       stake_N=S_N, active_N=active_N, active_stake_N=a_N, validator_permit_N=p_new_N,
       consensus_N=C_N, validator_trust_N=Tv_N, incentive_N=I_N, dividends_N=D_N,
       server_emission_N=server_amt, validator_emission_N=validator_amt,
-      emission_N=combined_amt, bonds_NxN=bonds)
+      emission_N=combined_amt, bonds_RxN=bonds, row_uid_R=row_uid_R)
   f64 = lambda x: x.astype(subnet.consensus_N.dtype)
   changed = dict(
-      has_bond_NxN=has_bond, permit_N=p_new_N, active_N=active_N,
+      row_uid_R=row_uid_R, has_bond_RxN=has_bond, permit_N=p_new_N, active_N=active_N,
       consensus_N=f64(C_N), validator_trust_N=f64(Tv_N), incentive_N=f64(I_N),
       dividends_N=f64(D_N), emission_N=out.emission_N, last_epoch_block=b,
       epoch_count=subnet.epoch_count + 1)
   return changed, out
 
 
-@functools.partial(jax.jit, static_argnames=("variant", "dtype", "chunk", "rows", "yuma3",
-                                             "liquid_alpha", "rows_checked"))
-def _epoch_many(subnets, emission_S, *, variant, dtype, chunk, rows, yuma3, liquid_alpha,
-                rows_checked=True):
-  """The mapped epoch: the ledger fields it writes (bonds are `out.bonds_NxN`) and the outputs."""
-  one = lambda se: _epoch_jit(se[0], se[1], variant=variant, dtype=dtype, rows=rows, yuma3=yuma3,
-                              liquid_alpha=liquid_alpha, rows_checked=rows_checked)
+@functools.partial(jax.jit, static_argnames=("variant", "dtype", "chunk", "yuma3",
+                                             "liquid_alpha"))
+def _epoch_many(subnets, emission_S, *, variant, dtype, chunk, yuma3, liquid_alpha):
+  """The mapped epoch: the ledger fields it writes (bonds are `out.bonds_RxN`) and the outputs."""
+  one = lambda se: _epoch_jit(se[0], se[1], variant=variant, dtype=dtype, yuma3=yuma3,
+                              liquid_alpha=liquid_alpha)
   return jax.lax.map(one, (subnets, jnp.broadcast_to(emission_S, subnets.block.shape)),
                      batch_size=chunk)
 
 
 def epoch_many(subnets: Subnet, emission_S: jax.Array, *, variant: str = "current", dtype=None,
-               chunk: int = 16, rows: int | None = None) -> tuple[Subnet, EpochOut]:
+               chunk: int = 16) -> tuple[Subnet, EpochOut]:
   """The epoch of S independent subnets (a leading S axis on every leaf) in one compiled call.
 
   `lax.map` over groups of `chunk` vmapped subnets: the same result as `jax.vmap(epoch)`, with the
   working set of a group in cache. On concrete input the bond path is chosen statically when the
-  batch agrees on `yuma3_enabled` / `liquid_alpha_enabled` (`bond_paths`), and `rows` is checked
-  against the row rule first (`check_rows`), so the epoch runs on R x N without a fallback.
-  benchmarks/consensus.py measures it against a loop of single jitted epochs.
+  batch agrees on `yuma3_enabled` / `liquid_alpha_enabled` (`bond_paths`). Each epoch runs on the
+  ledgers' R rows (docs/chain.md §1.16). benchmarks/consensus.py measures it against a loop of
+  single jitted epochs.
 
   Args:
     subnets: S ledgers stacked on a leading axis.
     emission_S: E per subnet (int64, [S] or a scalar).
-    variant, dtype, rows: as in `epoch`.
+    variant, dtype: as in `epoch`.
     chunk: subnets vmapped together inside the `lax.map`.
 
   Raises:
-    ValueError naming `rows` when a subnet needs more rows than R (concrete input only; traced
-    input keeps `epoch`'s exact fallback).
+    ValueError: an unknown variant.
   """
   if variant not in VARIANTS:
     raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
-  if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
-    raise ValueError(f"rows: expected a positive integer or None, got {rows!r:.60}")
   yuma3, liquid = bond_paths(subnets.hyper)
-  concrete = _concrete(subnets)
-  if rows is not None and concrete:
-    check_rows(subnets, rows, variant=variant)
-  # traced input gets no host check, so each epoch keeps its exact fallback
   changed, out = _epoch_many(subnets, emission_S, variant=variant, dtype=dtype, chunk=chunk,
-                             rows=rows, yuma3=yuma3, liquid_alpha=liquid, rows_checked=concrete)
+                             yuma3=yuma3, liquid_alpha=liquid)
   # the ledger fields the epoch does not write are the input's own arrays (no copy)
-  return subnets.replace(bonds_NxN=out.bonds_NxN, **changed), out
+  return subnets.replace(bonds_RxN=out.bonds_RxN, **changed), out
 
 
 def split_amounts(I_N: jax.Array, D_N: jax.Array, a_N: jax.Array, S_N: jax.Array,

@@ -286,8 +286,8 @@ def _chain_run(subnet, stake_ExV, weights_ExVxK, reset_ExK, *, n_validators: int
     sub = sub.replace(
         block=block,
         stake_N=sub.stake_N.at[:V].set(stake_V * 1e6),
-        weights_NxN=sub.weights_NxN.at[:V].set(q_VxN),
-        has_weight_NxN=sub.has_weight_NxN.at[:V].set(W_VxN > 0),
+        weights_RxN=sub.weights_RxN.at[:V].set(q_VxN),  # a dense ledger: row v is uid v
+        has_weight_RxN=sub.has_weight_RxN.at[:V].set(W_VxN > 0),
         last_update_N=sub.last_update_N.at[:V].set(block))
     sub, out = yuma.epoch(sub, jnp.asarray(10**9, jnp.int64))
     return sub, (out.dividends_N[:V], out.incentive_N[V:], out.consensus_N[V:])
@@ -300,8 +300,8 @@ def reset_bond_columns(subnet, reset_N):
   """`chain.reset_bonds` for every uid in the bool mask `reset_N` at once, traceable: removes those
   bond columns from every row when `hyper.bonds_reset_enabled` (else nothing changes)."""
   col = reset_N[None, :] & subnet.hyper.bonds_reset_enabled
-  return subnet.replace(bonds_NxN=jnp.where(col, 0, subnet.bonds_NxN),
-                        has_bond_NxN=subnet.has_bond_NxN & ~col)
+  return subnet.replace(bonds_RxN=jnp.where(col, 0, subnet.bonds_RxN),
+                        has_bond_RxN=subnet.has_bond_RxN & ~col)
 
 
 def run_chain(name: str, stake_CxExV, weights_CxExVxK, params: variants.Params,

@@ -18,7 +18,7 @@ bonds_moving_average/1e6, alpha_low/high, alpha_sigmoid_steepness/100. The varia
 hyperparameter for (the capacity variant's decay and purchase rate, [YS]'s server-side
 winner-takes-all) comes from `extra` (a `variants.Params`; its other fields are ignored).
 
-Bonds live in the ledger (`bonds_NxN`, u16): `classic`/`no_memory` store them column-max-upscaled
+Bonds live in the ledger (`bonds_RxN` of a dense ledger, R = N, u16): `classic`/`no_memory` store them column-max-upscaled
 and read them column-normalized (the chain's classic rule); every other variant stores its bonds
 as plain proportions (the chain's Yuma3 rule; capacity bonds are in units of total stake, at most
 the validator's share). What the ledger does not hold travels in `LedgerState`: the previous
@@ -91,12 +91,15 @@ def epoch(subnet: Subnet, emission: jax.Array, state: LedgerState, *, variant: s
 
   Raises:
     ValueError: `variant` is not a key of `variants.CORES` (raised while tracing, before any
-      computation).
+      computation), or `rows` when the ledger is not dense (rows < N, docs/chain.md §1.16).
   """
   core = variants.get_core(variant)
   dt = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
   h = subnet.hyper
   N = subnet.in_use_N.shape[-1]
+  if subnet.row_uid_R.shape[-1] != N:
+    raise ValueError(f"rows: the variant epoch computes on all N = {N} rows and needs a dense "
+                     f"ledger (rows = N), got rows = {subnet.row_uid_R.shape[-1]}")
   uid_N = jnp.arange(N)
   in_use_N = subnet.in_use_N
   b = subnet.block
@@ -149,10 +152,11 @@ def epoch(subnet: Subnet, emission: jax.Array, state: LedgerState, *, variant: s
       stake_N=S_N, active_N=active_N, active_stake_N=a_N, validator_permit_N=p_new_N,
       consensus_N=C_N, validator_trust_N=c.clipped_VxK.sum(axis=1), incentive_N=I_N,
       dividends_N=D_N, server_emission_N=server_amt,
-      validator_emission_N=validator_amt, emission_N=combined_amt, bonds_NxN=bonds)
+      validator_emission_N=validator_amt, emission_N=combined_amt, bonds_RxN=bonds,
+      row_uid_R=subnet.row_uid_R)
   f64 = lambda x: x.astype(subnet.consensus_N.dtype)
   new = subnet.replace(
-      bonds_NxN=bonds, has_bond_NxN=has_bond, permit_N=p_new_N, active_N=active_N,
+      bonds_RxN=bonds, has_bond_RxN=has_bond, permit_N=p_new_N, active_N=active_N,
       consensus_N=f64(C_N), validator_trust_N=f64(out.validator_trust_N), incentive_N=f64(I_N),
       dividends_N=f64(D_N), emission_N=out.emission_N, last_epoch_block=b,
       epoch_count=subnet.epoch_count + 1)

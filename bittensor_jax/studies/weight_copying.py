@@ -188,7 +188,8 @@ def run(*, variants_=VARIANTS, reveal_periods=REVEAL_PERIODS, draws: int = 32,
                               disable=not progress):
     sub = ledger.subnet_from_neurons(
         np.zeros(n), registered_at=np.ones(n, np.int64), last_update=np.ones(n, np.int64),
-        validator_permit=np.arange(n) < V, hyper=hyper_for(variant, V, R), block=1)
+        validator_permit=np.arange(n) < V, hyper=hyper_for(variant, V, R), block=1,
+        rows=V)  # only the V validators set weights (docs/chain.md §1.16)
     D, S = jax.vmap(lambda k: simulate(k, sub, R, copier_stake, noise, switch_prob,
                                        n_honest=n_honest, n_servers=n_servers, epochs=epochs,
                                        use_cr=COMMIT_REVEAL and R > 0))(keys)
