@@ -9,6 +9,9 @@ process and interleaved (each repetition runs every contender once, in turn):
   jax_loop  a Python loop of single jitted epochs (R = V rows), over `loop_subnets` subnets
   numpy     the same epoch in vectorized NumPy (benchmarks/numpy_epoch.py), checked first to give
             the JAX epoch's answers, over `numpy_subnets` subnets
+  torch     the NumPy epoch ported to PyTorch (benchmarks/torch_epoch.py), one subnet per call,
+            pinned to one thread, checked like numpy, over `numpy_subnets` subnets; only when torch
+            imports (the `bench` extra), else its keys are absent
 and the scaling in uids: one subnet of `big_uids` uids against one of N uids, both with V
 validators (R = V rows), and the ledger's bytes per subnet on R = V rows and dense. Rates are
 epochs/s; each contender reports min and median over the
@@ -24,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import numpy_epoch
+from benchmarks import numpy_epoch, torch_epoch
 from bittensor_jax.chain import ledger, yuma
 
 SIZES = {
@@ -128,6 +131,11 @@ def run(size: str = "full") -> dict:
   E_S = jnp.full((S,), E, jnp.int64)
   loop_subs = [_index(subs, k) for k in range(cfg["loop_subnets"])]
   host = [numpy_epoch.to_numpy(_index(subs, k)) for k in range(cfg["numpy_subnets"])]
+  with_torch = torch_epoch.available()
+  if with_torch:
+    import torch  # pylint: disable=import-outside-toplevel
+    torch.set_num_threads(1)  # its default (a thread per core) collapses on a shared machine
+    host_t = [torch_epoch.from_numpy(h) for h in host]
   y3, la = yuma.bond_paths(subs.hyper)
   big = make_subnets(1, cfg["big_uids"], V, seed=1, rows=V)
   small = make_subnets(1, N, V, seed=1, rows=V)
@@ -144,6 +152,7 @@ def run(size: str = "full") -> dict:
     loop = lambda dt=dt, one=one: [one(s) for s in loop_subs]
     npdt = np.dtype(dt)
     np_loop = lambda npdt=npdt: [numpy_epoch.epoch(h, E, npdt) for h in host[:cfg["numpy_subnets"]]]
+    torch_loop = lambda npdt=npdt: [torch_epoch.epoch(h, E, npdt) for h in host_t]
     t0 = time.perf_counter()
     _, out = jax.block_until_ready(many())
     res[f"compile{tag}_s"] = time.perf_counter() - t0
@@ -151,11 +160,15 @@ def run(size: str = "full") -> dict:
     jax.block_until_ready(loop())
     for k in range(2):  # the baselines give the JAX epoch's answers
       _check_same("numpy", _index(out, k), numpy_epoch.epoch(host[k], E, npdt), dt)
+      if with_torch:
+        _check_same("torch", _index(out, k), torch_epoch.epoch(host_t[k], E, npdt), dt)
       _check_same("jax_dense", _index(out, k),
                   {f: getattr(_index(out_dense, k), f) for f in ("dividends_N", "incentive_N",
                                                                  "emission_N", "bonds_NxN")}, dt)
     contenders = {"jax": (many, S), "jax_dense": (dense, D), "jax_loop": (loop, len(loop_subs)),
                   "numpy": (np_loop, cfg["numpy_subnets"])}
+    if with_torch:
+      contenders["torch"] = (torch_loop, cfg["numpy_subnets"])
     times = {k: [] for k in contenders}
     for _ in range(cfg["repeats"]):
       for k, (fn, _) in contenders.items():
@@ -189,7 +202,7 @@ def report(res: dict) -> str:
   for tag, label in (("", "float32"), ("_f64", "float64")):
     lines.append(f"  {label}:")
     base = res[f"consensus{tag}_epochs_per_s"]
-    for k in ("consensus", "jax_dense", "jax_loop", "numpy"):
+    for k in ("consensus", "jax_dense", "jax_loop", "numpy", "torch"):
       if f"{k}{tag}_epochs_per_s" not in res:
         continue
       best, med = res[f"{k}{tag}_epochs_per_s"], res[f"{k}{tag}_epochs_per_s_median"]
