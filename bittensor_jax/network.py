@@ -8,7 +8,9 @@ This is where the neuron models and the chain meet; neither knows of the other. 
   train     every model runs `local_steps` optimizer steps on its private shard ("distill":
             towards the network ensemble on its own text); copiers refresh a lagged copy;
   query     every validator queries every server (or k of them) with its held-out text and a
-            fixed probe, and catches answers that replay another server's earlier answer;
+            fixed probe, and catches answers that replay another server's earlier answer; each
+            answer is reduced at once to what scoring reads (the target bytes' log-probs), so
+            no V x K x B x L x 256 tensor of log-probs is kept;
   score     each validator values the answers (`network.scoring`: loss, leave-one-out,
             permutation-sampled Shapley, or delta against the network model), refits its
             ensemble (EM) and updates moving averages;
@@ -18,6 +20,9 @@ This is where the neuron models and the chain meet; neither knows of the other. 
   evaluate  every `eval_every` blocks every model and the network ensemble on the test split;
   register  every `registration_interval` blocks a newcomer takes the pruned uid (from the
             network model where there is one); its slot's twin restarts with it.
+
+A phase that is not due in a block computes nothing (`lax.cond`, outside any vmap): exchange,
+weights, the copiers' refresh, registration and evaluation; the chain's epoch likewise.
 
 Only parameters or outputs move between neurons: no phase reads one model's shard for another
 (`network_test.test_servers_never_read_each_others_shards`).
