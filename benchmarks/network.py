@@ -4,8 +4,15 @@ Measured in one process:
   presets   blocks/s and training tokens/s of the `smoke` and `small` presets (configs/default.py),
             one compiled `lax.scan` of `tempo` blocks per call (as `scripts/train.py` runs), min
             and median over repetitions, and the compile time of the first call;
-  flops     the achieved FLOP/s of each preset (XLA's cost analysis of the compiled call over the
-            measured time) as a share of a large float32 matmul timed in the same process;
+  flops     the achieved FLOP/s of each preset as a share of a large float32 matmul timed in the
+            same process. The FLOPs of a block are its model arithmetic (`model_flops_per_block`:
+            XLA's count of one model's forward pass and of one training step, times how many the
+            block runs, evaluation spread over `eval_every`). XLA's count of the whole compiled
+            call is not used: it counts a `lax.scan` body once (a call of `tempo` blocks counts
+            as one block) and a `cond` as its dearer branch (every evaluation each block);
+  phases    each phase of `network_step` (`small`) jitted alone, timed at a block where it is not
+            due and at one where it is, and its expected share of a block (weighted by how often
+            it is due);
   scaling   step time and XLA's peak memory (arguments + outputs + temporaries of the compiled
             call) from 8 to 64 uids (2 validators, width-32 models), interleaved repetitions, and
             a PNG of both against the number of uids.
@@ -30,9 +37,9 @@ from bittensor_jax.neurons import transformer
 
 SIZES = {
     "full": dict(presets=("smoke", "small"), calls=3, servers=(6, 14, 30, 62), width=32,
-                 scale_blocks=20, repeats=3, matmul=1024),
+                 scale_blocks=20, repeats=3, matmul=1024, phases="small", phase_repeats=5),
     "tiny": dict(presets=("tiny",), calls=1, servers=(2,), width=8, scale_blocks=2,
-                 repeats=1, matmul=64),
+                 repeats=1, matmul=64, phases="tiny", phase_repeats=1),
 }
 
 
@@ -68,6 +75,49 @@ def _timed(fn) -> float:
   return time.perf_counter() - t
 
 
+def _xla_flops(fn, *args) -> float:
+  cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float((cost or {}).get("flops", float("nan")))
+
+
+def model_flops_per_block(cfg: network.NetworkConfig, num_devices: int = 1) -> dict:
+  """The model arithmetic of one block, from XLA's count of one model's pieces.
+
+  forward: one model on one window of `seq_len` bytes; train_step: one `train.local_step` of one
+  model on `batch` windows (forward, backward, clipping, AdamW). A block runs M x local_steps
+  training steps (every stacked model, copiers and padding included), V x K x (query_batch +
+  probe_windows) server answers, V x query_batch forwards of the first twin (its loss in the
+  block metrics) and of the network model (syncing exchanges), and every `eval_every` blocks
+  M forwards of every (chunk-padded) test window.
+
+  Returns:
+    {"forward", "train_step", "train", "query", "extra", "evaluate", "total"}: FLOPs.
+  """
+  from bittensor_jax.neurons import train  # pylint: disable=import-outside-toplevel
+  V, K, L = cfg.num_validators, cfg.num_servers, cfg.seq_len
+  M = network.num_models(cfg, num_devices)
+  model = transformer.TransformerLM.from_config(cfg.model)
+  params = jax.tree.map(lambda p: p[0], transformer.init_stacked(jax.random.key(0), 1, cfg.model,
+                                                                 L))
+  fwd = _xla_flops(lambda p, t: model.apply({"params": p}, t), params,
+                   jnp.zeros((1, L), jnp.int32))
+  opt = train.make_optimizer(cfg.train).init(params)
+  step = _xla_flops(lambda p, o, t: train.local_step(p, o, t, 1.0, model_cfg=cfg.model,
+                                                      train_cfg=cfg.train)[:2],
+                    params, opt, jnp.zeros((cfg.batch, L + 1), jnp.int32))
+  twins = (network.twin_models(cfg) >= 0).any()
+  syncing = cfg.exchange in network.exchange.SYNCING
+  windows = (cfg.test_bytes - 1) // L
+  padded = -(-windows // 64) * 64  # evaluation.evaluate's chunks of 64 windows
+  out = {"forward": fwd, "train_step": step, "train": M * cfg.local_steps * step,
+         "query": V * K * (cfg.query_batch + cfg.probe_windows) * fwd,
+         "extra": V * cfg.query_batch * (int(twins) + int(syncing)) * fwd,
+         "evaluate": M * padded * fwd / cfg.eval_every}
+  out["total"] = out["train"] + out["query"] + out["extra"] + out["evaluate"]
+  return out
+
+
 class _Runner:
   """One network and its compiled call of `blocks` blocks, with the call's XLA cost figures."""
 
@@ -83,7 +133,8 @@ class _Runner:
     self.compile_s = time.perf_counter() - t
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    self.flops = float((cost or {}).get("flops", float("nan")))
+    self.xla_call_flops = float((cost or {}).get("flops", float("nan")))
+    self.flops_per_block = model_flops_per_block(cfg, self.net.num_devices)["total"]
     mem = compiled.memory_analysis()
     self.peak_bytes = (int(mem.argument_size_in_bytes + mem.output_size_in_bytes
                            + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
@@ -94,6 +145,77 @@ class _Runner:
   def __call__(self):
     self.state, metrics = self.compiled(self.state, self.net.data)
     return metrics
+
+
+def _phase_fns(cfg: network.NetworkConfig) -> dict:
+  """name -> (fn(state, data, key, block, q) -> outputs, period in blocks: 0 = never due)."""
+  V, K = cfg.num_validators, cfg.num_servers
+  syncing = cfg.exchange in network.exchange.SYNCING
+
+  def chain(s, d, k, b, q):
+    del d, k, q
+    # block_step produces block `b` and runs the epoch when b - last_epoch_block >= tempo: due
+    # here when b is a multiple of tempo
+    last = jnp.where(b % cfg.tempo == 0, b - cfg.tempo, b - 1)
+    return network.chain_phase(cfg, s.subnet.replace(block=b - 1, last_epoch_block=last))
+
+  return {
+      "exchange": (lambda s, d, k, b, q: network.exchange_phase(cfg, s, b),
+                   cfg.sync_every if syncing else 0),
+      "train": (lambda s, d, k, b, q: network.train_phase(cfg, s, d, k, b), cfg.copy_lag),
+      "query": (lambda s, d, k, b, q: network.query_phase(cfg, s, d, k, b), 1),
+      "score": (lambda s, d, k, b, q: network.score_phase(cfg, s, q, k), 1),
+      "weights": (lambda s, d, k, b, q: network.weights_phase(cfg, s.subnet, s.scores_VxK, b),
+                  cfg.weights_rate),
+      "chain": (chain, cfg.tempo),
+      "metrics": (lambda s, d, k, b, q: network._block_metrics(  # pylint: disable=protected-access
+          cfg, s, q, jnp.zeros((V, K), jnp.float32)), 1),
+      "evaluate": (lambda s, d, k, b, q: network.evaluate_phase(cfg, s, d, k, b), cfg.eval_every),
+      "register": (lambda s, d, k, b, q: network.register_phase(cfg, s, k, b),
+                   cfg.registration_interval),
+  }
+
+
+def _not_due_block(cfg: network.NetworkConfig) -> int:
+  periods = [p for _, p in _phase_fns(cfg).values() if p > 1]
+  return next(b for b in range(2, 10**6) if all(b % p for p in periods))
+
+
+def phase_times(cfg: network.NetworkConfig, repeats: int = 5) -> dict:
+  """Each phase of `network_step` jitted alone on the initial state: seconds (min of `repeats`)
+  at a block where it is not due and at one where it is, and its expected seconds per block.
+
+  Jitted alone, a phase cannot fuse with its neighbours and pays one dispatch; the sum of the
+  phases is therefore compared with the whole step jitted the same way (`step`).
+  """
+  net = network.Network(cfg)
+  state, data_ = net.init(), net.data
+  key = jax.random.key(1)
+  quiet = _not_due_block(cfg)
+  blk = lambda b: jnp.asarray(b, jnp.int64)  # noqa: E731
+  q = jax.jit(lambda s, d, k, b: network.query_phase(cfg, s, d, k, b))(state, data_, key,
+                                                                      blk(quiet))
+  out = {}
+  fns = dict(_phase_fns(cfg))
+  step = jax.jit(lambda s, d, k, b: network.network_step(
+      cfg, s.replace(subnet=s.subnet.replace(block=b - 1)), d, k))
+  for name, (fn, period) in fns.items():
+    f = jax.jit(fn)
+    args = lambda b: (state, data_, key, blk(b), q)  # noqa: E731
+    jax.block_until_ready(f(*args(quiet)))
+    idle = min(_timed(lambda: f(*args(quiet))) for _ in range(repeats))
+    if period > 1:
+      jax.block_until_ready(f(*args(period)))
+      due = min(_timed(lambda: f(*args(period))) for _ in range(repeats))
+    else:
+      due = idle
+    per_block = idle if period == 1 else (due / period + idle * (1 - 1 / period) if period
+                                          else idle)
+    out[name] = {"idle_s": idle, "due_s": due, "period": period, "per_block_s": per_block}
+  jax.block_until_ready(step(state, data_, key, blk(quiet)))
+  step_s = min(_timed(lambda: step(state, data_, key, blk(quiet))) for _ in range(repeats))
+  out["step"] = {"idle_s": step_s, "due_s": step_s, "period": 1, "per_block_s": step_s}
+  return out
 
 
 def run(size: str = "full", png: str | None = None) -> dict:
@@ -110,9 +232,15 @@ def run(size: str = "full", png: str | None = None) -> dict:
     res[f"{name}_blocks_per_s"] = cfg.tempo / min(times)
     res[f"{name}_blocks_per_s_median"] = cfg.tempo / statistics.median(times)
     res[f"{name}_tokens_per_s"] = tokens * res[f"{name}_blocks_per_s"]
-    res[f"{name}_flops_per_s"] = r.flops / min(times)
+    res[f"{name}_model_flops_per_block"] = r.flops_per_block
+    res[f"{name}_xla_call_flops"] = r.xla_call_flops
+    res[f"{name}_flops_per_s"] = r.flops_per_block * res[f"{name}_blocks_per_s"]
     res[f"{name}_flops_share_of_matmul"] = res[f"{name}_flops_per_s"] / res["matmul_flops_per_s"]
     res[f"{name}_peak_mib"] = r.peak_bytes / 2**20
+  phases = phase_times(preset_config(c["phases"]), c["phase_repeats"])
+  total = sum(v["per_block_s"] for k, v in phases.items() if k != "step")
+  res["phases_preset"] = c["phases"]
+  res["phases"] = {k: dict(v, share=v["per_block_s"] / total) for k, v in phases.items()}
   # scaling: step time and peak memory against the number of uids, interleaved
   base = dataclasses.replace(
       _tiny_config() if size == "tiny" else network.NetworkConfig(),
@@ -130,6 +258,8 @@ def run(size: str = "full", png: str | None = None) -> dict:
   step_ms = [min(times[k]) / c["scale_blocks"] * 1e3 for k in runners]
   step_med = [statistics.median(times[k]) / c["scale_blocks"] * 1e3 for k in runners]
   peak = [runners[k].peak_bytes / 2**20 for k in runners]
+  flops = [runners[k].flops_per_block for k in runners]
+  res.update(scaling_flops_per_block=flops, scaling_flops_ratio=flops[-1] / flops[0])
   res.update(scaling_uids=uids, scaling_step_ms=step_ms, scaling_step_ms_median=step_med,
              scaling_peak_mib=peak, scaling_compile_s=[runners[k].compile_s for k in runners],
              scaling_time_ratio=step_ms[-1] / step_ms[0],
@@ -168,11 +298,17 @@ def report(res: dict) -> str:
         f"{res[f'{k}_blocks_per_s_median']:.2f})  {res[f'{k}_tokens_per_s']:10.0f} tokens/s  "
         f"{res[f'{k}_flops_per_s'] / 1e9:6.2f} GFLOP/s = {100 * res[f'{k}_flops_share_of_matmul']:.1f}% "
         f"of the matmul  compile {res[f'{k}_compile_s']:.1f} s  peak {res[f'{k}_peak_mib']:.1f} MiB")
+  lines.append(f"  phases of `{res['phases_preset']}` jitted alone (ms: not due / due / every; "
+               f"expected ms per block, share of the phases' sum)")
+  for name, v in res["phases"].items():
+    lines.append(f"    {name:9s} {1e3 * v['idle_s']:8.2f} {1e3 * v['due_s']:8.2f} "
+                 f"{v['period']:5d}  {1e3 * v['per_block_s']:8.2f}  {100 * v['share']:5.1f}%")
   lines.append("  uids  ms/block (min, median)  peak MiB  compile s")
   for u, t, m, p, cs in zip(res["scaling_uids"], res["scaling_step_ms"],
                             res["scaling_step_ms_median"], res["scaling_peak_mib"],
                             res["scaling_compile_s"]):
     lines.append(f"  {u:4d}  {t:8.2f} {m:8.2f}            {p:8.1f}  {cs:8.1f}")
   lines.append(f"  time {res['scaling_uids'][-1]} / {res['scaling_uids'][0]} uids: "
-               f"{res['scaling_time_ratio']:.1f}x (median {res['scaling_time_ratio_median']:.1f}x)")
+               f"{res['scaling_time_ratio']:.1f}x (median {res['scaling_time_ratio_median']:.1f}x)"
+               f" for {res['scaling_flops_ratio']:.1f}x the model FLOPs")
   return "\n".join(lines)

@@ -8,7 +8,9 @@ This is where the neuron models and the chain meet; neither knows of the other. 
   train     every model runs `local_steps` optimizer steps on its private shard ("distill":
             towards the network ensemble on its own text); copiers refresh a lagged copy;
   query     every validator queries every server (or k of them) with its held-out text and a
-            fixed probe, and catches answers that replay another server's earlier answer;
+            fixed probe, and catches answers that replay another server's earlier answer; each
+            answer is reduced at once to what scoring reads (the target bytes' log-probs), so
+            no V x K x B x L x 256 tensor of log-probs is kept;
   score     each validator values the answers (`network.scoring`: loss, leave-one-out,
             permutation-sampled Shapley, or delta against the network model), refits its
             ensemble (EM) and updates moving averages;
@@ -18,6 +20,9 @@ This is where the neuron models and the chain meet; neither knows of the other. 
   evaluate  every `eval_every` blocks every model and the network ensemble on the test split;
   register  every `registration_interval` blocks a newcomer takes the pruned uid (from the
             network model where there is one); its slot's twin restarts with it.
+
+A phase that is not due in a block computes nothing (`lax.cond`, outside any vmap): exchange,
+weights, the copiers' refresh, registration and evaluation; the chain's epoch likewise.
 
 Only parameters or outputs move between neurons: no phase reads one model's shard for another
 (`network_test.test_servers_never_read_each_others_shards`).
@@ -533,19 +538,24 @@ def exchange_phase(cfg: NetworkConfig, state: NetworkState, block: jax.Array) ->
   if cfg.exchange not in exchange.SYNCING:
     return state
   V, K = cfg.num_validators, cfg.num_servers
-  sub = state.subnet
-  amount_K = (sub.incentive_N if cfg.average_by == "incentive" else sub.stake_N)[V:]
-  takes_part_K = state.behaviour_K != COPIER
-  w_K = exchange.contribution_weights(amount_K, takes_part_K)
-  servers = jax.tree.map(lambda p: p[:K], state.params)
-  glob, outer = exchange.sync(_outer(cfg), state.global_params, state.outer_state, servers, w_K)
-  due = block % cfg.sync_every == 0
-  glob = _where_tree(due, glob, state.global_params)
-  outer = _where_tree(due, outer, state.outer_state)
-  is_server_M = jnp.arange(state.lr_scale_M.shape[0]) < K
-  reset_M = is_server_M.at[:K].set(takes_part_K) & due
-  params = jax.tree.map(lambda p, g: jnp.where(_bcast(reset_M, p), g[None], p),
-                        state.params, glob)
+
+  def sync(st):
+    sub = st.subnet
+    amount_K = (sub.incentive_N if cfg.average_by == "incentive" else sub.stake_N)[V:]
+    takes_part_K = st.behaviour_K != COPIER
+    w_K = exchange.contribution_weights(amount_K, takes_part_K)
+    servers = jax.tree.map(lambda p: p[:K], st.params)
+    glob, outer = exchange.sync(_outer(cfg), st.global_params, st.outer_state, servers, w_K)
+    is_server_M = jnp.arange(st.lr_scale_M.shape[0]) < K
+    reset_M = is_server_M.at[:K].set(takes_part_K)
+    params = jax.tree.map(lambda p, g: jnp.where(_bcast(reset_M, p), g[None], p),
+                          st.params, glob)
+    return params, glob, outer
+
+  # not due: nothing is computed (a `cond` outside any vmap runs one branch)
+  params, glob, outer = jax.lax.cond(
+      block % cfg.sync_every == 0, sync,
+      lambda st: (st.params, st.global_params, st.outer_state), state)
   return state.replace(params=params, global_params=glob, outer_state=outer)
 
 
@@ -589,13 +599,19 @@ def train_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key
     train_loss_M = tm["ce"].mean(-1)
   else:
     params, opt_state, train_loss_M = state.params, state.opt_state, jnp.zeros((M,))
-  is_copier_M = jnp.zeros((M,), bool).at[:K].set(state.behaviour_K == COPIER)
-  params = jax.tree.map(lambda new, old: jnp.where(_bcast(is_copier_M, new), old, new),
-                        params, state.params)
-  refresh = block % cfg.copy_lag == 0
-  src_M = jnp.arange(M).at[:K].set(jnp.where(state.behaviour_K == COPIER, state.copy_target_K,
-                                             jnp.arange(K)))
-  params = jax.tree.map(lambda p: jnp.where(refresh, p[src_M], p), params)
+  # Copiers keep their model (a copier's slot only ever turns honest, so the slots that can
+  # hold one are the config's): only those rows are selected and, every `copy_lag` blocks,
+  # replaced by a copy of their target's model.
+  c = np.flatnonzero(cfg.server_behaviours() == COPIER)
+  if len(c):
+    copier_C = state.behaviour_K[c] == COPIER
+    params = jax.tree.map(
+        lambda new, old: new.at[c].set(jnp.where(_bcast(copier_C, new[c]), old[c], new[c])),
+        params, state.params)
+    src_C = jnp.where(copier_C, state.copy_target_K[c], jnp.asarray(c))
+    params = jax.lax.cond(block % cfg.copy_lag == 0,
+                          lambda p: jax.tree.map(lambda x: x.at[c].set(x[src_C]), p),
+                          lambda p: p, params)
   return params, opt_state, train_loss_M
 
 
@@ -603,7 +619,7 @@ def train_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key
 class Query:
   """What the validators asked and received in one block (`query_phase`)."""
   tokens_VxBxL1: jax.Array     # i32 the query windows
-  logprobs_VxKxBxLxX: jax.Array  # f32 sanitised answers
+  tlp_VxKxBxL: jax.Array       # f32 log-prob of each target byte in each sanitised answer
   answered_VxK: jax.Array      # bool answered, queried and not caught copying
   queried_VxK: jax.Array       # bool
   probe_VxKxP: jax.Array       # f32 target log-probs on the fixed probe (NaN: no answer)
@@ -625,15 +641,20 @@ def query_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key
                                              seq_len=cfg.seq_len))(
       data_.eval_tokens_VxT, data_.eval_lengths_V, jax.random.split(k_query, V))
   asked_VxB2xL1 = jnp.concatenate([tokens_VxBxL1, data_.probe_VxPxL1], axis=1)
+  B2, L = asked_VxB2xL1.shape[1], cfg.seq_len
   server_params = jax.tree.map(lambda p: p[:K], state.params)
-  logits = jax.vmap(lambda t: transformer.apply_all(server_params, t[:, :-1], mcfg))(
-      asked_VxB2xL1)
-  logprobs, answered_VxK = jax.vmap(
-      lambda lg, k: scoring.answer_logprobs(lg, _answering(state.behaviour_K), k))(
-          logits, jax.random.split(k_noise, V))
+  # every server answers all validators' windows in one batch; each answer is reduced at once
+  # to what scoring reads (target log-probs, answered), never kept as K x B x L x X log-probs
+  logits_KxVxB2xLxX = transformer.apply_all(
+      server_params, asked_VxB2xL1[..., :-1].reshape(V * B2, L), mcfg).reshape(
+          K, V, B2, L, -1)
+  reduce = functools.partial(scoring.answer_target_logprobs,
+                             noise_slots=tuple(np.flatnonzero(cfg.server_behaviours() == NOISE)))
+  tlp_VxKxB2xL, answered_VxK = jax.vmap(reduce, in_axes=(1, 0, None, 0))(
+      logits_KxVxB2xLxX, asked_VxB2xL1[..., 1:], _answering(state.behaviour_K),
+      jax.random.split(k_noise, V))
   B = cfg.query_batch
-  probe_VxKxP = jax.vmap(scoring.target_logprobs)(
-      logprobs[:, :, B:], data_.probe_VxPxL1[..., 1:]).reshape(V, K, -1)
+  probe_VxKxP = tlp_VxKxB2xL[:, :, B:].reshape(V, K, -1)
   probe_VxKxP = jnp.where(answered_VxK[..., None], probe_VxKxP, jnp.nan)
   caught_now = jax.vmap(functools.partial(scoring.lagging_copies, tol=cfg.copy_tolerance))(
       probe_VxKxP, state.probe_VxHxKxP, answered_VxK)
@@ -649,7 +670,7 @@ def query_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key
         tokens_VxBxL1)
   else:
     network_loss_V = jnp.full((V,), jnp.nan, jnp.float32)
-  return Query(tokens_VxBxL1=tokens_VxBxL1, logprobs_VxKxBxLxX=logprobs[:, :, :B],
+  return Query(tokens_VxBxL1=tokens_VxBxL1, tlp_VxKxBxL=tlp_VxKxB2xL[:, :, :B],
                answered_VxK=answered_VxK & queried_VxK & ~copying_VxK, queried_VxK=queried_VxK,
                probe_VxKxP=probe_VxKxP, caught_VxK=caught_VxK, copying_VxK=copying_VxK,
                network_loss_V=network_loss_V)
@@ -665,19 +686,17 @@ def score_phase(cfg: NetworkConfig, state: NetworkState, q: Query, key: jax.Arra
     query's loss of every server (the penalty where it did not count as answering).
   """
   V, K = cfg.num_validators, cfg.num_servers
-  targets_VxBxL = q.tokens_VxBxL1[..., 1:]
-  lp, answered = q.logprobs_VxKxBxLxX, q.answered_VxK
-  loss_VxK = jax.vmap(scoring.loss_scores)(lp, targets_VxBxL, answered)
-  mix_VxK = jax.vmap(lambda l, t, a, w: scoring.fit_mixture(l, t, a, w, cfg.mix_em_steps))(
-      lp, targets_VxBxL, answered, state.mix_VxK)
+  tlp, answered = q.tlp_VxKxBxL, q.answered_VxK
+  loss_VxK = jax.vmap(scoring.loss_scores_tlp)(tlp, answered)
+  mix_VxK = jax.vmap(lambda t, a, w: scoring.fit_mixture_tlp(t, a, w, cfg.mix_em_steps))(
+      tlp, answered, state.mix_VxK)
   mix_VxK = cfg.score_decay * state.mix_VxK + (1 - cfg.score_decay) * mix_VxK
   if cfg.scoring in ("loo", "value"):
-    new_VxK = jax.vmap(scoring.leave_one_out_value)(lp, targets_VxBxL, state.mix_VxK, answered)
+    new_VxK = jax.vmap(scoring.leave_one_out_value_tlp)(tlp, state.mix_VxK, answered)
   elif cfg.scoring == "shapley":
     perms_VxPxK = jax.vmap(lambda k: scoring.sample_permutations(
         k, K, cfg.shapley_permutations))(jax.random.split(key, V))
-    new_VxK = jax.vmap(scoring.shapley_value)(lp, targets_VxBxL, state.mix_VxK, answered,
-                                              perms_VxPxK)
+    new_VxK = jax.vmap(scoring.shapley_value_tlp)(tlp, state.mix_VxK, answered, perms_VxPxK)
   elif cfg.scoring == "delta":
     new_VxK = jax.vmap(scoring.delta_value)(q.network_loss_V, loss_VxK, answered)
   else:
@@ -741,11 +760,18 @@ def register_phase(cfg: NetworkConfig, state: NetworkState, key: jax.Array,
   """
   if cfg.registration_interval == 0:
     return state
+  # not due: nothing is computed (no fresh model, no selects over every model)
+  return jax.lax.cond(block % cfg.registration_interval == 0,
+                      lambda st: _register(cfg, st, key, block), lambda st: st, state)
+
+
+def _register(cfg: NetworkConfig, state: NetworkState, key: jax.Array,
+              block: jax.Array) -> NetworkState:
+  """`register_phase` in a block where a registration is due."""
   V, K = cfg.num_validators, cfg.num_servers
   sub = state.subnet
-  reg_due = block % cfg.registration_interval == 0
   new_sub, uid, replaced = register_newcomer(sub, V, cfg.deregister_validators)
-  took = reg_due & (uid >= 0)
+  took = uid >= 0
   replaced = took & replaced
   old_stake = sub.stake_N[jnp.maximum(uid, 0)]
   sub = _where_tree(took, new_sub, sub)
@@ -805,7 +831,11 @@ def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
   state = state.replace(params=params, opt_state=opt_state)
   q = query_phase(cfg, state, data_, k_query, block)
   scores_VxK, mix_VxK, loss_VxK = score_phase(cfg, state, q, k_score)
-  sub, codes_N = weights_phase(cfg, state.subnet, scores_VxK, block)
+  # not due: no weights are computed and the chain sees no extrinsic (codes 0)
+  sub, codes_N = jax.lax.cond(
+      block % cfg.weights_rate == 0,
+      lambda s, sc: weights_phase(cfg, s, sc, block),
+      lambda s, sc: (s, jnp.zeros((cfg.num_uids,), jnp.int32)), state.subnet, scores_VxK)
   sub, out, ran = chain_phase(cfg, sub)
   probe = jnp.concatenate([q.probe_VxKxP[:, None], state.probe_VxHxKxP[:, :-1]], axis=1)
   metrics = _block_metrics(cfg, state, q, loss_VxK)
@@ -835,10 +865,9 @@ def _block_metrics(cfg: NetworkConfig, state: NetworkState, q: Query,
   quality_K = jnp.where(answered, loss_VxK, jnp.nan).mean(0)
   quality_K = jnp.where(jnp.isnan(quality_K), scoring.PENALTY, quality_K)
   mix_K = _network_mix(state.subnet, state.mix_VxK, V)
-  targets = q.tokens_VxBxL1[..., 1:]
-  ens_loss = jax.vmap(lambda lp, t, a: scoring.loss_scores(
-      scoring.ensemble_logprobs(lp, mix_K, a)[None], t, jnp.ones((1,), bool))[0])(
-          q.logprobs_VxKxBxLxX, targets, answered).mean()
+  ens_loss = jax.vmap(lambda t, a: scoring.loss_scores_tlp(
+      scoring.ensemble_tlp(t, mix_K, a)[None], jnp.ones((1,), bool))[0])(
+          q.tlp_VxKxBxL, answered).mean()
   honest_answering = (state.behaviour_K == HONEST) & answered.any(0)
   best_loss = jnp.where(honest_answering, quality_K, jnp.inf).min()
   twins = twin_models(cfg)

@@ -66,6 +66,79 @@ def answer_logprobs(logits_KxBxLxX: jax.Array, behaviour_K: jax.Array, key: jax.
   return logprobs, answered_K
 
 
+def _reduce_answer(answer_KxBxLxX: jax.Array, targets_BxL: jax.Array):
+  """One pass over raw answers: (shifted target logit, log sum exp of the shifted row, sane_K).
+
+  `shifted` is x_target - max_x and `log_sum` is log sum_x exp(x - max_x), so that
+  `shifted - log_sum` is `jax.nn.log_softmax(x)[target]` computed as log_softmax computes it.
+  An answer is sane when it holds no NaN and no +inf and every row has a finite maximum (so its
+  log-sum-exp is finite): `answer_logprobs`'s sanitation.
+  """
+  x = answer_KxBxLxX
+  rest = tuple(range(1, x.ndim))
+  insane_K = jnp.any(jnp.isnan(x) | (x == jnp.inf), axis=rest)
+  max_KxBxL = jnp.max(x, axis=-1)
+  sane_K = ~insane_K & jnp.all(jnp.isfinite(max_KxBxL), axis=rest[:-1])
+  safe_max = jnp.where(jnp.isfinite(max_KxBxL), max_KxBxL, 0.0)
+  log_sum_KxBxL = jnp.log(jnp.sum(jnp.exp(x - safe_max[..., None]), axis=-1))
+  idx = jnp.broadcast_to(targets_BxL[None, ..., None].astype(jnp.int32), x.shape[:-1] + (1,))
+  shifted_KxBxL = jnp.take_along_axis(x, idx, axis=-1)[..., 0] - safe_max
+  return shifted_KxBxL, log_sum_KxBxL, sane_K
+
+
+def answer_target_logprobs(logits_KxBxLxX: jax.Array, targets_BxL: jax.Array,
+                           behaviour_K: jax.Array, key: jax.Array,
+                           noise_slots: tuple[int, ...] | None = None, *,
+                           noise_scale: float = 3.0, floor: float = 1e-6
+                           ) -> tuple[jax.Array, jax.Array]:
+  """What scoring reads of the answers, without materialising them: `target_logprobs` of
+  `answer_logprobs(logits, behaviour_K, key)` (no copier replay: a copier answers with its own,
+  copied, model) and the answered flags, from one reduction pass over the raw logits.
+
+  The NOISE answers are the same draws as `answer_logprobs`'s (`noise_scale` times
+  `jax.random.normal(key, logits.shape)`), but only the rows of `noise_slots` are generated:
+  XLA fuses the (counter-based) draw into their reduction, so no B x L x X noise tensor of the
+  other servers is ever computed. Equal to the full path up to float reduction order
+  (`scoring_test.test_answer_target_logprobs_equal_the_full_answers`).
+
+  Args:
+    logits_KxBxLxX: every server's raw logits on the query.
+    targets_BxL: the query's next bytes.
+    behaviour_K: i32[K] answering codes HONEST / NOISE / OFFLINE (a COPIER answers as HONEST).
+    key: PRNG key of the NOISE answers.
+    noise_slots: the static server indices that may be NOISE (None: every server). A server
+      outside them whose code is NOISE answers with its logits: callers pass every slot that can
+      hold a noise server.
+    noise_scale: standard deviation of NOISE logits.
+    floor: the uniform mixing of `answer_logprobs`.
+
+  Returns:
+    (tlp_KxBxL f32: log p_k(target), answered_K bool). Unanswered servers hold -log X.
+  """
+  logits = logits_KxBxLxX.astype(jnp.float32)
+  num_servers, vocab = logits.shape[0], logits.shape[-1]
+  b_K = jnp.asarray(behaviour_K, jnp.int32)
+  shifted, log_sum, sane_K = _reduce_answer(logits, targets_BxL)
+  slots = tuple(range(num_servers)) if noise_slots is None else tuple(int(k) for k in noise_slots)
+  if slots:
+    idx = np.asarray(slots)
+    noise = noise_scale * jax.random.normal(key, logits.shape, jnp.float32)
+    n_shifted, n_log_sum, n_sane = _reduce_answer(
+        jnp.stack([noise[k] for k in slots]), targets_BxL)
+    is_noise_S = b_K[idx] == NOISE
+    pick = lambda n, m: m.at[idx].set(  # noqa: E731
+        jnp.where(is_noise_S.reshape((-1,) + (1,) * (n.ndim - 1)), n, m[idx]))
+    shifted, log_sum, sane_K = pick(n_shifted, shifted), pick(n_log_sum, log_sum), pick(
+        n_sane, sane_K)
+  answered_K = (b_K != OFFLINE) & (b_K != COPIER) & sane_K
+  answered_KxBxL = answered_K[:, None, None]
+  # jax.nn.log_softmax of the answer, or of zeros (uniform) where it did not count
+  lp_KxBxL = jnp.where(answered_KxBxL, shifted - log_sum, -jnp.log(jnp.float32(vocab)))
+  lp_KxBxL = jnp.logaddexp(lp_KxBxL + jnp.float32(np.log1p(-floor)),
+                           jnp.float32(np.log(floor / vocab)))
+  return lp_KxBxL, answered_K
+
+
 def target_logprobs(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array) -> jax.Array:
   """log p_k(target) for every server: f32[K, B, L]."""
   idx_KxBxL1 = jnp.broadcast_to(targets_BxL[None, ..., None].astype(jnp.int32),
@@ -77,7 +150,14 @@ def loss_scores(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array, answered_K:
                 penalty: float = PENALTY) -> jax.Array:
   """Mean NLL in nats per byte per server, f32[K]; unanswered servers (flag: ~answered_K) and
   any non-finite loss get the finite `penalty`."""
-  loss_K = -target_logprobs(logprobs_KxBxLxX, targets_BxL).mean(axis=(1, 2))
+  return loss_scores_tlp(target_logprobs(logprobs_KxBxLxX, targets_BxL), answered_K,
+                         penalty=penalty)
+
+
+def loss_scores_tlp(tlp_KxBxL: jax.Array, answered_K: jax.Array, *,
+                    penalty: float = PENALTY) -> jax.Array:
+  """`loss_scores` from the target log-probs (`answer_target_logprobs`): f32[K]."""
+  loss_K = -tlp_KxBxL.mean(axis=(1, 2))
   return jnp.where(answered_K & jnp.isfinite(loss_K), loss_K, jnp.float32(penalty))
 
 
@@ -102,6 +182,13 @@ def ensemble_logprobs(logprobs_KxBxLxX: jax.Array, mix_K: jax.Array,
   return jnp.where(total > 0, lse - jnp.log(jnp.where(total > 0, total, 1.0)), uniform)
 
 
+def ensemble_tlp(tlp_KxBxL: jax.Array, mix_K: jax.Array, answered_K: jax.Array) -> jax.Array:
+  """The ensemble's log-prob of the targets, `ensemble_logprobs` at the targets: f32[B, L].
+
+  The mixture is per position, so it needs only each server's log-prob of the target."""
+  return ensemble_logprobs(tlp_KxBxL, mix_K, answered_K)
+
+
 def leave_one_out_value(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array, mix_K: jax.Array,
                         answered_K: jax.Array) -> jax.Array:
   """value_k = loss(ensemble without k) - loss(ensemble), for all k at once: f32[K].
@@ -111,10 +198,17 @@ def leave_one_out_value(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array, mix
   cancellation and no loop over k. An empty ensemble predicts uniformly (loss log 256).
   Unanswered servers, and servers with zero mix, get 0.
   """
+  return leave_one_out_value_tlp(target_logprobs(logprobs_KxBxLxX, targets_BxL), mix_K,
+                                 answered_K)
+
+
+def leave_one_out_value_tlp(tlp_KxBxL: jax.Array, mix_K: jax.Array,
+                            answered_K: jax.Array) -> jax.Array:
+  """`leave_one_out_value` from the target log-probs (`answer_target_logprobs`): f32[K]."""
   w_K = _mix_weights(mix_K, answered_K)
   num = w_K.shape[0]
   log_w_K = jnp.log(jnp.where(w_K > 0, w_K, 1.0))
-  tlp_KxBxL = target_logprobs(logprobs_KxBxLxX, targets_BxL) + log_w_K[:, None, None]
+  tlp_KxBxL = tlp_KxBxL + log_w_K[:, None, None]
   use_KxK = (~jnp.eye(num, dtype=bool)) & (w_K > 0)[None, :]  # row k: servers j != k
   use_all_K = w_K > 0
 
@@ -139,7 +233,14 @@ def fit_mixture(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array, answered_K:
   the observed bytes. Unanswered servers get 0. Returns f32[K] summing to 1 (or 0 if nobody
   answered).
   """
-  tlp_KxT = target_logprobs(logprobs_KxBxLxX, targets_BxL).reshape(answered_K.shape[0], -1)
+  return fit_mixture_tlp(target_logprobs(logprobs_KxBxLxX, targets_BxL), answered_K, init_K,
+                         steps)
+
+
+def fit_mixture_tlp(tlp_KxBxL: jax.Array, answered_K: jax.Array, init_K: jax.Array,
+                    steps: int = 2) -> jax.Array:
+  """`fit_mixture` from the target log-probs (`answer_target_logprobs`): f32[K]."""
+  tlp_KxT = tlp_KxBxL.reshape(answered_K.shape[0], -1)
   w = jnp.where(answered_K, jnp.maximum(jnp.asarray(init_K, jnp.float32), 1e-6), 0.0)
   w = jnp.where(w.sum() > 0, w / jnp.maximum(w.sum(), 1e-30), 0.0)
   for _ in range(steps):
@@ -240,10 +341,17 @@ def shapley_value(logprobs_KxBxLxX: jax.Array, targets_BxL: jax.Array, mix_K: ja
   Returns:
     f32[K] Shapley values in nats per byte.
   """
+  return shapley_value_tlp(target_logprobs(logprobs_KxBxLxX, targets_BxL), mix_K, answered_K,
+                           perms_PxK)
+
+
+def shapley_value_tlp(tlp_KxBxL: jax.Array, mix_K: jax.Array, answered_K: jax.Array,
+                      perms_PxK: jax.Array) -> jax.Array:
+  """`shapley_value` from the target log-probs (`answer_target_logprobs`): f32[K]."""
   w_K = _mix_weights(mix_K, answered_K)
   num = w_K.shape[0]
   log_w = jnp.log(jnp.where(w_K > 0, w_K, 1.0))
-  tlp_KxT = target_logprobs(logprobs_KxBxLxX, targets_BxL).reshape(num, -1)
+  tlp_KxT = tlp_KxBxL.reshape(num, -1)
   # -1e30, not -inf: a cumulative logsumexp over -inf prefixes would produce NaN
   term_KxT = jnp.where((w_K > 0)[:, None], tlp_KxT + log_w[:, None], -1e30)
 

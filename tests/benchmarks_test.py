@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import consensus, numpy_epoch, run, torch_epoch
+from benchmarks import consensus, network, numpy_epoch, run, torch_epoch
+from bittensor_jax import network as bittensor_network
 from bittensor_jax.chain import ledger, yuma
 
 
@@ -39,6 +40,19 @@ def test_network_reports_the_promised_keys_and_writes_the_chart(capsys, tmp_path
     assert math.isfinite(res[key]) and res[key] > 0, key
   assert all(m > 0 for m in res["scaling_peak_mib"]) and res["scaling_uids"] == [4]
   assert png.stat().st_size > 1000
+  # the per-phase table (issue 10): every phase of network_step, shares of their sum
+  phases = res["phases"]
+  assert list(phases) == ["exchange", "train", "query", "score", "weights", "chain", "metrics",
+                          "evaluate", "register", "step"]
+  assert sum(v["share"] for k, v in phases.items() if k != "step") == pytest.approx(1)
+  assert all(v["idle_s"] > 0 and v["due_s"] > 0 for v in phases.values())
+  # FLOPs per block are the model arithmetic a block runs, not XLA's count of the call
+  cfg = network.preset_config("tiny")
+  flops = network.model_flops_per_block(cfg)
+  assert res["tiny_model_flops_per_block"] == pytest.approx(flops["total"])
+  assert flops["train"] == cfg.local_steps * bittensor_network.num_models(cfg) * flops[
+      "train_step"] > 0
+  assert res["tiny_flops_per_s"] == pytest.approx(flops["total"] * res["tiny_blocks_per_s"])
 
 
 def test_a_bad_flag_exits_2():

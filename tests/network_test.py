@@ -304,3 +304,89 @@ def test_test_split_is_evaluated_every_eval_every_blocks(micro_run):
   assert keep.sum() >= len(again) - 2
   np.testing.assert_allclose(again[keep], np.asarray(state.test["loss_M"])[keep], rtol=1e-5)
   assert np.isfinite(float(state.test["ensemble_loss"]))
+
+
+# ---- issue 10: the step costs what it computes --------------------------------------------------
+
+def _full_answers(cfg, state, data_, key):
+  """The query as it was before issue 10: every validator's full K x B x L x X log-probs, each
+  server run on each validator's windows separately (`scoring.answer_logprobs`)."""
+  V, K = cfg.num_validators, cfg.num_servers
+  k_query, k_noise, _ = jax.random.split(key, 3)
+  tokens = jax.vmap(lambda t, n, k: network.data.sample_windows(t, n, k, cfg.query_batch,
+                                                                cfg.seq_len))(
+      data_.eval_tokens_VxT, data_.eval_lengths_V, jax.random.split(k_query, V))
+  asked = jnp.concatenate([tokens, data_.probe_VxPxL1], axis=1)
+  server_params = jax.tree.map(lambda p: p[:K], state.params)
+  logits = jax.vmap(lambda t: transformer.apply_all(server_params, t[:, :-1], cfg.model))(asked)
+  answering = jnp.where(state.behaviour_K == network.COPIER, network.HONEST, state.behaviour_K)
+  lp, answered = jax.vmap(lambda lg, k: network.scoring.answer_logprobs(lg, answering, k))(
+      logits, jax.random.split(k_noise, V))
+  return asked, lp, answered
+
+
+@pytest.mark.parametrize("scoring", ["loo", "shapley", "loss"])
+def test_reduced_answers_score_as_the_full_answers(tiny_run, scoring):
+  """Issue 10: the query keeps only target log-probs; the probe answers, the answered flags,
+  the scores, the mixtures, the losses and the ensemble loss equal those computed from the
+  full answers (up to float reduction order), on a trained network with noise, offline and
+  copier servers."""
+  net, state, _ = tiny_run
+  cfg = dataclasses.replace(TINY, scoring=scoring)
+  sc = network.scoring
+  key, block = jax.random.key(7), state.subnet.block + 1
+  q = jax.jit(lambda s, d, k: network.query_phase(cfg, s, d, k, block))(state, net.data, key)
+  asked, lp, answered = jax.jit(lambda s, d, k: _full_answers(cfg, s, d, k))(
+      state, net.data, key)
+  B = cfg.query_batch
+  tlp = jax.vmap(sc.target_logprobs)(lp, asked[..., 1:])
+  assert set(np.asarray(state.behaviour_K).tolist()) >= {network.HONEST, network.NOISE}
+  np.testing.assert_array_equal(q.tokens_VxBxL1, asked[:, :B])
+  np.testing.assert_array_equal(q.answered_VxK, answered & ~q.copying_VxK)
+  np.testing.assert_allclose(q.tlp_VxKxBxL, tlp[:, :, :B], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(q.probe_VxKxP, np.where(answered[..., None], np.asarray(
+      tlp[:, :, B:]).reshape(q.probe_VxKxP.shape), np.nan), rtol=1e-5, atol=1e-5)
+  scores, mix, loss = jax.jit(lambda s, q_, k: network.score_phase(cfg, s, q_, k))(
+      state, q, jax.random.key(8))
+  # the same from the full answers, as score_phase computed it before
+  a, t, lp_q = q.answered_VxK, asked[:, :B, 1:], lp[:, :, :B]
+  want_loss = jax.vmap(sc.loss_scores)(lp_q, t, a)
+  want_mix = jax.vmap(lambda l, tt, aa, w: sc.fit_mixture(l, tt, aa, w, cfg.mix_em_steps))(
+      lp_q, t, a, state.mix_VxK)
+  want_mix = cfg.score_decay * state.mix_VxK + (1 - cfg.score_decay) * want_mix
+  if scoring == "loo":
+    new = jax.vmap(sc.leave_one_out_value)(lp_q, t, state.mix_VxK, a)
+  elif scoring == "shapley":
+    perms = jax.vmap(lambda k: sc.sample_permutations(k, cfg.num_servers,
+                                                      cfg.shapley_permutations))(
+        jax.random.split(jax.random.key(8), cfg.num_validators))
+    new = jax.vmap(sc.shapley_value)(lp_q, t, state.mix_VxK, a, perms)
+  else:
+    new = want_loss
+  want_scores = jax.vmap(lambda e, n, s: sc.update_scores(e, n, s, cfg.score_decay))(
+      state.scores_VxK, new, q.queried_VxK)
+  want_scores = jnp.where(q.copying_VxK, sc.PENALTY if scoring == "loss" else 0.0, want_scores)
+  for name, got, want in (("loss", loss, want_loss), ("mix", mix, want_mix),
+                          ("scores", scores, want_scores)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+  assert np.abs(np.asarray(scores)).max() > 0
+  metrics = network._block_metrics(cfg, state, q, loss)  # pylint: disable=protected-access
+  mix_K = network._network_mix(state.subnet, state.mix_VxK, cfg.num_validators)  # pylint: disable=protected-access
+  want_ens = jax.vmap(lambda l, tt, aa: sc.loss_scores(
+      sc.ensemble_logprobs(l, mix_K, aa)[None], tt, jnp.ones((1,), bool))[0])(lp_q, t, a).mean()
+  np.testing.assert_allclose(metrics["ensemble_loss"], want_ens, rtol=1e-5)
+
+
+def test_a_run_donates_its_state_and_makes_no_host_transfers():
+  """Issue 10: `Network.run` reuses the state's buffers (donated) and, once compiled, moves
+  nothing between host and device inside a call (`jax.transfer_guard`)."""
+  net = network.Network(MICRO, network.make_mesh(jax.devices()[:1]))
+  state, _ = net.run(net.init(), 5)  # compiles
+  jax.block_until_ready(state)
+  with jax.transfer_guard("disallow"):
+    new, metrics = net.run(state, 5)
+    jax.block_until_ready((new, metrics))
+    with pytest.raises(Exception, match="[Dd]isallowed"):  # the guard is on
+      jnp.asarray(np.ones(3)) + 1
+  assert jax.tree.leaves(state.params)[0].is_deleted()
+  assert int(new.subnet.block) == 10

@@ -234,3 +234,59 @@ def test_newcomer_prior_is_the_mean_of_the_servers_that_count():
   np.testing.assert_allclose(np.asarray(got), [0.3, 0.1, 0.0, 0.2])
   got = scoring.newcomer_prior(jnp.asarray([2.0, 3.0, 11.0, 1.0]), fresh, "loss")
   np.testing.assert_allclose(np.asarray(got), [2.0, 3.0, 11.0, 2.5])
+
+
+def test_answer_target_logprobs_equal_the_full_answers(trained):
+  """The reduced answers (issue 10) are the full path's target log-probs and answered flags,
+  up to float reduction order, for every behaviour and for broken answers: NaN, +inf, a row
+  with no mass, and a server whose logits hold a -inf byte (still answering)."""
+  logits_BxLxX, targets_BxL = trained
+  rng = np.random.default_rng(5)
+  raw = jnp.asarray(rng.normal(size=logits_BxLxX.shape) * 2, jnp.float32)
+  holes = logits_BxLxX.at[:, :, 7].set(-jnp.inf)
+  logits_K = jnp.stack([logits_BxLxX, raw, raw, logits_BxLxX.at[1, 2, 3].set(jnp.nan),
+                        logits_BxLxX.at[0, 0, 0].set(jnp.inf), logits_BxLxX.at[2, 1].set(-jnp.inf),
+                        holes, raw])
+  h, n, o = scoring.HONEST, scoring.NOISE, scoring.OFFLINE
+  behaviour_K = jnp.array([h, n, o, h, h, h, h, n], jnp.int32)
+  key = jax.random.key(11)
+  lp, want_answered = jax.jit(scoring.answer_logprobs)(logits_K, behaviour_K, key)
+  want = np.asarray(scoring.target_logprobs(lp, targets_BxL))
+  np.testing.assert_array_equal(want_answered, [1, 1, 0, 0, 0, 0, 1, 1])
+  reduce = jax.jit(scoring.answer_target_logprobs, static_argnums=4)
+  for slots in (None, (1, 7), (1, 2, 7)):
+    got, answered = reduce(logits_K, targets_BxL, behaviour_K, key, slots)
+    np.testing.assert_array_equal(answered, want_answered, err_msg=str(slots))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6, err_msg=str(slots))
+  # a noise server outside `noise_slots` answers with its logits: the slots matter
+  got, _ = reduce(logits_K, targets_BxL, behaviour_K, key, (1,))
+  assert not np.allclose(np.asarray(got)[7], want[7], atol=1e-3)
+
+
+def test_target_logprob_scorers_equal_the_full_ones(trained):
+  """Loss, mixture fit, leave-one-out, Shapley and the ensemble from target log-probs alone
+  equal the functions on full answers (so the network step never needs the full tensor)."""
+  logits_BxLxX, targets_BxL = trained
+  rng = np.random.default_rng(2)
+  logits_K = jnp.stack([logits_BxLxX * s for s in (1.0, 0.5, 2.0)] + [jnp.asarray(
+      rng.normal(size=logits_BxLxX.shape), jnp.float32)])
+  lp, answered = scoring.answer_logprobs(logits_K, jnp.zeros(4, jnp.int32), jax.random.key(0))
+  answered = answered.at[2].set(False)
+  tlp = scoring.target_logprobs(lp, targets_BxL)
+  mix = jnp.asarray([0.4, 0.3, 0.2, 0.1], jnp.float32)
+  perms = scoring.sample_permutations(jax.random.key(4), 4, 6)
+  pairs = [
+      (scoring.loss_scores(lp, targets_BxL, answered), scoring.loss_scores_tlp(tlp, answered)),
+      (scoring.fit_mixture(lp, targets_BxL, answered, mix, 3),
+       scoring.fit_mixture_tlp(tlp, answered, mix, 3)),
+      (scoring.leave_one_out_value(lp, targets_BxL, mix, answered),
+       scoring.leave_one_out_value_tlp(tlp, mix, answered)),
+      (scoring.shapley_value(lp, targets_BxL, mix, answered, perms),
+       scoring.shapley_value_tlp(tlp, mix, answered, perms)),
+      (scoring.target_logprobs(scoring.ensemble_logprobs(lp, mix, answered)[None], targets_BxL)[0],
+       scoring.ensemble_tlp(tlp, mix, answered)),
+  ]
+  for i, (full, reduced) in enumerate(pairs):
+    assert np.isfinite(np.asarray(full)).all() and np.abs(np.asarray(full)).max() > 0, i
+    np.testing.assert_allclose(np.asarray(reduced), np.asarray(full), rtol=1e-5, atol=1e-6,
+                               err_msg=str(i))
