@@ -47,7 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from bittensor_jax import chain, data, distributed, evaluation, exchange, scoring
+from bittensor_jax import chain, data, distributed, economy, evaluation, exchange, scoring
+from bittensor_jax.economy import staking as economy_staking
 from bittensor_jax.chain import emission, ledger, registration
 from bittensor_jax import weights
 from bittensor_jax.neurons import train, transformer
@@ -57,6 +58,10 @@ RAO = emission.RAO_PER_TAO
 HONEST, NOISE, OFFLINE, COPIER = scoring.HONEST, scoring.NOISE, scoring.OFFLINE, scoring.COPIER
 # Validator scorers (`network.scoring`); "value" is the old name of "loo".
 SCORINGS = ("loss", "loo", "value", "shapley", "delta")
+# where the subnet's block emission comes from: "none" (the whole block emission, docs/chain.md
+# §3.1) or the share rule of an economy of `economy_subnets` subnets (docs/economy.md)
+ECONOMY_RULES = ("none", "price", "price_burn", "flow", "price+gate", "price_burn+gate",
+                 "flow+gate", "root")
 BEHAVIOURS = ("honest", "noise", "offline", "copier")
 # Validator behaviours.
 V_HONEST, V_LAZY, V_CABAL = 0, 1, 2
@@ -208,6 +213,8 @@ class NetworkConfig:
   registration_interval: int = 0    # blocks between registrations (0 = none)
   variant: str = "current"
   epoch_dtype: str = "float64"
+  economy: str = "none"             # ECONOMY_RULES: the subnet is netuid 0 of an economy
+  economy_subnets: int = 16         # subnets in that economy (2..128)
   seed: int = 0
 
   def __post_init__(self):
@@ -236,6 +243,10 @@ class NetworkConfig:
           f"got {self.exchange!r}")
     check(self.average_by in exchange.AVERAGE_BY, "average_by",
           f"must be one of {exchange.AVERAGE_BY}, got {self.average_by!r}")
+    check(self.economy in ECONOMY_RULES, "economy",
+          f"must be one of {ECONOMY_RULES}, got {self.economy!r}")
+    check(2 <= self.economy_subnets <= 128, "economy_subnets",
+          f"must be in [2, 128], got {self.economy_subnets}")
     check(self.twins in evaluation.TWINS, "twins",
           f"must be one of {evaluation.TWINS}, got {self.twins!r}")
     check(self.exchange != "distill" or self.distill_weight > 0, "distill_weight",
@@ -341,6 +352,7 @@ class NetworkState:
   caught_VxK: jax.Array        # i32 the last block each validator caught a server copying
   test: dict                   # the latest test-split evaluation (`evaluation.evaluate`)
   test_block: jax.Array        # i32 the block of that evaluation (-1: none yet)
+  econ: Any = None             # the economy the subnet is netuid 0 of (None: network.economy none)
 
 
 @flax.struct.dataclass
@@ -480,7 +492,18 @@ def init_state(cfg: NetworkConfig, num_devices: int = 1) -> NetworkState:
       global_params=global_params, outer_state=_outer(cfg).init(global_params),
       probe_VxHxKxP=jnp.full((V, cfg.copy_window, K, P), jnp.nan, jnp.float32),
       caught_VxK=jnp.full((V, K), NEVER, jnp.int32),
-      test=evaluation.empty_result(M), test_block=jnp.asarray(-1, jnp.int32))
+      test=evaluation.empty_result(M), test_block=jnp.asarray(-1, jnp.int32),
+      econ=_new_economy(cfg))
+
+
+def _new_economy(cfg: NetworkConfig):
+  """The economy of `cfg.economy` at genesis (None for "none"), every leaf its own buffer (the
+  run donates the state, and `economy.create` may share one array between fields)."""
+  if cfg.economy == "none":
+    return None
+  econ = economy.create(economy_config(cfg), capacity=cfg.economy_subnets,
+                        in_use=cfg.economy_subnets)
+  return jax.tree.map(lambda x: jnp.array(x, copy=True), econ)
 
 
 def _where_tree(pred, a, b):
@@ -744,9 +767,38 @@ def weights_phase(cfg: NetworkConfig, sub: ledger.Subnet, scores_VxK: jax.Array,
   return sub.replace(block=block - 1), codes_N
 
 
-def chain_phase(cfg: NetworkConfig, sub: ledger.Subnet):
-  """The chain mints the block emission and, every tempo, runs Yuma and pays stake."""
-  return chain.block_step(sub, variant=cfg.variant, dtype=jnp.dtype(cfg.epoch_dtype))
+def economy_config(cfg: NetworkConfig) -> economy.EconomyConfig | None:
+  """The EconomyConfig of `cfg.economy` (None for "none"): "root" is the root regime, any other
+  rule is dtao with that share rule, "+gate" adding the Hill gate; the chain's market constants
+  (docs/economy.md)."""
+  if cfg.economy == "none":
+    return None
+  if cfg.economy == "root":
+    return economy.EconomyConfig(regime="root").check()
+  rule, _, gate = cfg.economy.partition("+")
+  return economy.EconomyConfig(regime="dtao", share_rule=rule, gate=gate == "gate").check()
+
+
+def chain_phase(cfg: NetworkConfig, sub: ledger.Subnet, econ=None):
+  """The chain mints the block emission and, every tempo, runs Yuma and pays stake.
+
+  With an economy (`network.economy`), the subnet is its netuid 0: it receives what its share of
+  the block gives it (`economy.subnet_emission`: alpha after the owner cut and the root share in
+  dtao, TAO in root) instead of the whole block emission, and the economy then steps one block.
+
+  Returns:
+    (subnet, epoch outputs, whether the epoch ran, economy).
+  """
+  dtype = jnp.dtype(cfg.epoch_dtype)
+  if econ is None:
+    sub, out, ran = chain.block_step(sub, variant=cfg.variant, dtype=dtype)
+    return sub, out, ran, econ
+  ecfg = economy_config(cfg)
+  got = economy.subnet_emission(econ, ecfg, 0)
+  sub, out, ran = chain.block_step(sub, variant=cfg.variant, dtype=dtype,
+                                   emission=got["epoch_emission"])
+  econ, _ = economy.step(econ, ecfg)
+  return sub, out, ran, econ
 
 
 def register_phase(cfg: NetworkConfig, state: NetworkState, key: jax.Array,
@@ -775,6 +827,10 @@ def _register(cfg: NetworkConfig, state: NetworkState, key: jax.Array,
   replaced = took & replaced
   old_stake = sub.stake_N[jnp.maximum(uid, 0)]
   sub = _where_tree(took, new_sub, sub)
+  econ = state.econ
+  if econ is not None:  # the newcomer pays netuid 0's burn (docs/economy.md: registration)
+    S = econ.in_use_S.shape[0]
+    econ = economy_staking.pay_burn(econ, economy_config(cfg), took & (jnp.arange(S) == 0))
   retired = state.retired_stake + jnp.where(replaced, old_stake, 0.0)
   regs = state.registrations + took.astype(jnp.int32)
   k = uid - V
@@ -801,7 +857,7 @@ def _register(cfg: NetworkConfig, state: NetworkState, key: jax.Array,
   return state.replace(
       subnet=sub, params=params, opt_state=opt_state, behaviour_K=behaviour_K,
       copy_target_K=copy_target_K, mix_VxK=mix_VxK, scores_VxK=scores_VxK, retired_stake=retired,
-      deregistered_5=dereg, registrations=regs,
+      deregistered_5=dereg, registrations=regs, econ=econ,
       probe_VxHxKxP=jnp.where(fresh_K[None, None, :, None], jnp.nan, state.probe_VxHxKxP),
       caught_VxK=jnp.where(fresh_K[None], NEVER, state.caught_VxK))
 
@@ -836,11 +892,11 @@ def network_step(cfg: NetworkConfig, state: NetworkState, data_: NetworkData,
       block % cfg.weights_rate == 0,
       lambda s, sc: weights_phase(cfg, s, sc, block),
       lambda s, sc: (s, jnp.zeros((cfg.num_uids,), jnp.int32)), state.subnet, scores_VxK)
-  sub, out, ran = chain_phase(cfg, sub)
+  sub, out, ran, econ = chain_phase(cfg, sub, state.econ)
   probe = jnp.concatenate([q.probe_VxKxP[:, None], state.probe_VxHxKxP[:, :-1]], axis=1)
   metrics = _block_metrics(cfg, state, q, loss_VxK)
   state = state.replace(subnet=sub, scores_VxK=scores_VxK, mix_VxK=mix_VxK,
-                        probe_VxHxKxP=probe, caught_VxK=q.caught_VxK)
+                        probe_VxHxKxP=probe, caught_VxK=q.caught_VxK, econ=econ)
   state = evaluate_phase(cfg, state, data_, k_eval, block)
   state = register_phase(cfg, state, k_reg, block)
   sub = state.subnet

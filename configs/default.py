@@ -116,6 +116,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   n.registration_interval = 0
   n.variant = "current"
   n.epoch_dtype = "float64"
+  # "none": the subnet gets the whole block emission; a share rule (price, price_burn, flow,
+  # +gate, root): it is netuid 0 of an economy of economy_subnets subnets (docs/economy.md)
+  n.economy = "none"
+  n.economy_subnets = 16
   n.seed = c.get_ref("seed")
 
   r = c.run = ml_collections.ConfigDict()

@@ -280,8 +280,12 @@ def paid_total(out: yuma.EpochOut) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("variant", "dtype"))
-def block_step(subnet: Subnet, *, variant: str = "current", dtype=None):
+def block_step(subnet: Subnet, *, variant: str = "current", dtype=None, emission=None):
   """Advances one block: mint the block emission into pending, run the epoch when due, pay it.
+
+  `emission` (i64[] rao, traced) replaces the chain's block emission (docs/chain.md §3.1) when
+  this subnet is one of many: the amount its share of the block gives it (`economy.subnet_emission`,
+  alpha in dTAO). It is added to both `total_issuance` (then the subnet's own issuance) and pending.
 
   The epoch runs when `block - last_epoch_block >= tempo` (docs/chain.md §3.2) and distributes
   everything pending; floor rounding leaves a few rao pending for the next epoch, so stake plus
@@ -293,7 +297,11 @@ def block_step(subnet: Subnet, *, variant: str = "current", dtype=None):
     an epoch ran in this block.
   """
   subnet = subnet.replace(block=subnet.block + 1)
-  issuance, pending, _ = emission_lib.mint(subnet.total_issuance, subnet.pending_emission)
+  if emission is None:
+    issuance, pending, _ = emission_lib.mint(subnet.total_issuance, subnet.pending_emission)
+  else:
+    e = jnp.asarray(emission, jnp.int64)
+    issuance, pending = subnet.total_issuance + e, subnet.pending_emission + e
   subnet = subnet.replace(total_issuance=issuance, pending_emission=pending)
   due = subnet.block - subnet.last_epoch_block >= subnet.hyper.tempo
 

@@ -56,6 +56,27 @@ def unstake_alpha(econ: Economy, alpha_S: jax.Array) -> tuple[Economy, jax.Array
       nominated_SxN=econ.nominated_SxN.at[:, d].add(-a)), got
 
 
+def pay_burn(econ: Economy, cfg: EconomyConfig, register_S: jax.Array) -> Economy:
+  """The market side of a registration on each subnet with register_S: the burn is paid from the
+  wallet (all or none of the block's registrations), the TAO buys alpha from the pool and that
+  alpha is burned, and the burn price rises (docs/chain.md §5.1; [ST] `do_register`). The ledger
+  side is the caller's: `register` here, or a network whose own ledger is the subnet's.
+
+  Returns:
+    the economy after paying (register_S & in use & affordable).
+  """
+  reg_S = register_S & econ.in_use_S
+  cost_S = jnp.where(reg_S, econ.burn_S, 0)
+  reg_S = reg_S & (cost_S.sum() <= econ.wallet_tao)
+  cost_S = jnp.where(reg_S, cost_S, 0)
+  tao_in, alpha_in, burned = pools.stake(econ.tao_in_S, econ.alpha_in_S, cost_S)
+  return econ.replace(
+      tao_in_S=tao_in, alpha_in_S=alpha_in,
+      wallet_tao=econ.wallet_tao - cost_S.sum(), flow_block_S=econ.flow_block_S + cost_S,
+      burn_S=market.bump(econ.burn_S, reg_S, cfg.burn_increase_mult, cfg.min_burn, cfg.max_burn),
+      alpha_burned_S=econ.alpha_burned_S + burned)
+
+
 def register(econ: Economy, cfg: EconomyConfig, register_S: jax.Array) -> Economy:
   """A newcomer registers on each subnet with register_S (at most one per subnet and block),
   paying the burn from the wallet (all or none of the block's registrations go through).
@@ -69,10 +90,7 @@ def register(econ: Economy, cfg: EconomyConfig, register_S: jax.Array) -> Econom
   full_S = econ.subnets.in_use_N.all(-1)
   validator_hit_S = full_S & (prune_S >= 1) & (prune_S <= V)
   reg_S = register_S & econ.in_use_S & ~validator_hit_S
-  cost_S = jnp.where(reg_S, econ.burn_S, 0)
-  reg_S = reg_S & (cost_S.sum() <= econ.wallet_tao)
-  cost_S = jnp.where(reg_S, cost_S, 0)
-  tao_in, alpha_in, burned = pools.stake(econ.tao_in_S, econ.alpha_in_S, cost_S)
+  reg_S = reg_S & (jnp.where(reg_S, econ.burn_S, 0).sum() <= econ.wallet_tao)
 
   def reg_one(sub, nom_N, do):
     new, uid, replaced = registration._register(sub, 0.0)  # pylint: disable=protected-access
@@ -82,8 +100,5 @@ def register(econ: Economy, cfg: EconomyConfig, register_S: jax.Array) -> Econom
     return jax.tree.map(lambda a, b: jnp.where(do, a, b), out, (sub, nom_N, jnp.int64(0)))
 
   subs, nom_SxN, retired = jax.vmap(reg_one)(econ.subnets, econ.nominated_SxN, reg_S)
-  return econ.replace(
-      subnets=subs, nominated_SxN=nom_SxN, tao_in_S=tao_in, alpha_in_S=alpha_in,
-      wallet_tao=econ.wallet_tao - cost_S.sum(), flow_block_S=econ.flow_block_S + cost_S,
-      burn_S=market.bump(econ.burn_S, reg_S, cfg.burn_increase_mult, cfg.min_burn, cfg.max_burn),
-      retired_S=econ.retired_S + retired, alpha_burned_S=econ.alpha_burned_S + burned)
+  econ = econ.replace(subnets=subs, nominated_SxN=nom_SxN, retired_S=econ.retired_S + retired)
+  return pay_burn(econ, cfg, reg_S)
