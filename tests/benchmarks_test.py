@@ -61,41 +61,31 @@ def test_a_bad_flag_exits_2():
   assert e.value.code == 2
 
 
+BASELINES = {"numpy": lambda host: host,
+             "torch": lambda host: torch_epoch.from_numpy(host)}
+
+
+@pytest.mark.parametrize("baseline", ["numpy", "torch"])
 @pytest.mark.parametrize("yuma3", [False, True])
-def test_numpy_epoch_gives_the_jax_answers(yuma3):
-  """The NumPy baseline is the same epoch: classic and Yuma3 with liquid alpha, an owner, in
-  float64 and float32; and the check that guards the timing notices a wrong answer."""
+def test_baseline_epoch_gives_the_jax_answers(baseline, yuma3):
+  """The NumPy baseline and the torch peer are the same epoch: classic and Yuma3 with liquid
+  alpha, an owner, in float64 and float32; and the check that guards the timing notices a wrong
+  answer. The torch case needs the `bench` extra (skipped without torch)."""
+  if baseline == "torch" and not torch_epoch.available():
+    pytest.skip("torch is not installed (the `bench` extra)")
+  epoch = {"numpy": numpy_epoch.epoch, "torch": torch_epoch.epoch}[baseline]
   subs = consensus.make_subnets(2, 12, 4, seed=3, yuma3=yuma3, liquid=yuma3)
   sub = jax.tree.map(lambda x: x[1], subs)
   sub = sub.replace(hyper=sub.hyper.replace(subnet_owner_uid=jnp.asarray(7, jnp.int64)),
                     stake_N=sub.stake_N.at[7].set(5e9))
-  host = numpy_epoch.to_numpy(sub)
+  host = BASELINES[baseline](numpy_epoch.to_numpy(sub))
   for dt in (jnp.float64, jnp.float32):
     _, want = yuma.epoch(sub, consensus.E, dtype=dt)
-    got = numpy_epoch.epoch(host, consensus.E, np.dtype(dt))
-    consensus._check_same("numpy", want, got, dt)  # pylint: disable=protected-access
+    got = epoch(host, consensus.E, np.dtype(dt))
+    consensus._check_same(baseline, want, got, dt)  # pylint: disable=protected-access
   got["dividends_N"] = got["dividends_N"][::-1]
   with pytest.raises(AssertionError, match="dividends_N"):
-    consensus._check_same("numpy", want, got, jnp.float32)  # pylint: disable=protected-access
-
-
-@pytest.mark.skipif(not torch_epoch.available(), reason="torch is not installed (the `bench` extra)")
-@pytest.mark.parametrize("yuma3", [False, True])
-def test_torch_epoch_gives_the_jax_answers(yuma3):
-  """The torch peer is the same epoch (classic, Yuma3 with liquid alpha, an owner; float64 and
-  float32), and `consensus` lists it when torch imports."""
-  subs = consensus.make_subnets(2, 12, 4, seed=5, yuma3=yuma3, liquid=yuma3)
-  sub = jax.tree.map(lambda x: x[1], subs)
-  sub = sub.replace(hyper=sub.hyper.replace(subnet_owner_uid=jnp.asarray(7, jnp.int64)),
-                    stake_N=sub.stake_N.at[7].set(5e9))
-  host = torch_epoch.from_numpy(numpy_epoch.to_numpy(sub))
-  for dt in (jnp.float64, jnp.float32):
-    _, want = yuma.epoch(sub, consensus.E, dtype=dt)
-    got = torch_epoch.epoch(host, consensus.E, np.dtype(dt))
-    consensus._check_same("torch", want, got, dt)  # pylint: disable=protected-access
-  got["incentive_N"] = got["incentive_N"][::-1]
-  with pytest.raises(AssertionError, match="incentive_N"):
-    consensus._check_same("torch", want, got, jnp.float32)  # pylint: disable=protected-access
+    consensus._check_same(baseline, want, got, jnp.float32)  # pylint: disable=protected-access
 
 
 def test_numpy_epoch_refuses_commit_reveal():

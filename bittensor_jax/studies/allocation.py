@@ -262,6 +262,16 @@ def gini_np(x: np.ndarray) -> float:
   return float(((2 * np.arange(1, n + 1) - n - 1) * x).sum() / (n * x.sum()))
 
 
+def _save(fig, ax, path) -> str:
+  """Legend, layout, write the PNG, close the figure; returns the path."""
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return str(path)
+
+
 def plot(rows_res: dict, path_dir, blocks: int, target) -> list[str]:
   """Two figures: sorted emission shares per rule (log scale), and the attacked subnet's share of
   each checkpoint's emission with and without the pump."""
@@ -279,12 +289,7 @@ def plot(rows_res: dict, path_dir, blocks: int, target) -> list[str]:
   ax.set_xlabel("subnet rank")
   ax.set_ylabel("share of total TAO emission")
   ax.set_title(f"Emission concentration by share rule ({blocks} blocks, mean over seeds)")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  p = path_dir / "economy_allocation.png"
-  fig.savefig(p, dpi=110)
-  plt.close(fig)
-  paths.append(str(p))
+  paths.append(_save(fig, ax, path_dir / "economy_allocation.png"))
   fig, ax = plt.subplots(figsize=(8, 4.5))
   for i, (rule, res) in enumerate(rows_res.items()):
     if rule == "root":
@@ -302,12 +307,7 @@ def plot(rows_res: dict, path_dir, blocks: int, target) -> list[str]:
   ax.set_xlabel("block (pump at 1/4, exit at 3/4; dotted: no attack)")
   ax.set_ylabel("attacked subnet's share of emission")
   ax.set_title("Pump-and-exit: the attacked subnet's TAO share")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  p = path_dir / "economy_attack.png"
-  fig.savefig(p, dpi=110)
-  plt.close(fig)
-  paths.append(str(p))
+  paths.append(_save(fig, ax, path_dir / "economy_attack.png"))
   return paths
 
 
