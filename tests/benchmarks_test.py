@@ -61,8 +61,9 @@ def test_a_bad_flag_exits_2():
   assert e.value.code == 2
 
 
-BASELINES = {"numpy": lambda host: host,
-             "torch": lambda host: torch_epoch.from_numpy(host)}
+# baseline -> (its input from numpy_epoch.to_numpy, its epoch)
+BASELINES = {"numpy": (lambda host: host, numpy_epoch.epoch),
+             "torch": (torch_epoch.from_numpy, torch_epoch.epoch)}
 
 
 @pytest.mark.parametrize("baseline", ["numpy", "torch"])
@@ -73,12 +74,12 @@ def test_baseline_epoch_gives_the_jax_answers(baseline, yuma3):
   answer. The torch case needs the `bench` extra (skipped without torch)."""
   if baseline == "torch" and not torch_epoch.available():
     pytest.skip("torch is not installed (the `bench` extra)")
-  epoch = {"numpy": numpy_epoch.epoch, "torch": torch_epoch.epoch}[baseline]
+  prepare, epoch = BASELINES[baseline]
   subs = consensus.make_subnets(2, 12, 4, seed=3, yuma3=yuma3, liquid=yuma3)
   sub = jax.tree.map(lambda x: x[1], subs)
   sub = sub.replace(hyper=sub.hyper.replace(subnet_owner_uid=jnp.asarray(7, jnp.int64)),
                     stake_N=sub.stake_N.at[7].set(5e9))
-  host = BASELINES[baseline](numpy_epoch.to_numpy(sub))
+  host = prepare(numpy_epoch.to_numpy(sub))
   for dt in (jnp.float64, jnp.float32):
     _, want = yuma.epoch(sub, consensus.E, dtype=dt)
     got = epoch(host, consensus.E, np.dtype(dt))
