@@ -628,8 +628,10 @@ def _train(config, cfg: network.NetworkConfig, run: dict, net: network.Network,
         ckpts.save(epoch, state, meta={"block": block, "epoch": epoch},
                    force=block >= run["blocks"])
       issuance = int(row["total_issuance"]) / network.RAO
+      # in a dtao economy the subnet's ledger counts the alpha emitted to it (docs/economy.md)
+      unit = "alpha" if cfg.economy not in ("none", "root") else "TAO"
       bar.set_postfix(epoch=epoch, loss=f"{row['ensemble_loss']:.3f}",
-                      issuance=f"{issuance:.1f} TAO", refresh=False)
+                      issuance=f"{issuance:.1f} {unit}", refresh=False)
       if calls == 1:  # the first call compiled: time (and the ETA) from after it
         compile_seconds = seconds
         bar.initial, bar.start_t = bar.n + n, bar._time()  # pylint: disable=protected-access
