@@ -39,3 +39,18 @@ _hyp_settings.register_profile("long", max_examples=5000, deadline=None, print_b
 if _hyp_settings.get_current_profile_name() == "default":   # tests import this file again as
   _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))  # tests.conftest
 
+
+
+# `make test` runs `pytest -n 2 --dist loadfile`: each test file stays on one worker, so a module's
+# shared fixture (a smoke run, a compiled network) is built once, not once per worker (with the
+# default `--dist load` both workers took tests of every module and both built its fixtures, at
+# the same moment, so neither found the other's compilation in the cache). The files that take
+# minutes go first, so the two workers end together instead of one finishing a long file alone.
+SLOW_FIRST = ("network_test", "loop_test", "scripts_test", "distributed_test", "readme_test",
+              "notebooks_test", "studies_test", "network_economy_test", "economy_study_test",
+              "economy_block_test", "differential_test", "evaluation_test", "exchange_test")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+  items.sort(key=lambda item: rank.get(pathlib.Path(str(item.fspath)).stem, len(rank)))
