@@ -145,6 +145,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     n.num_validators, n.num_servers = 4, 12
     n.noise_servers, n.offline_servers, n.copier_servers = 2, 1, 1
     n.model.update(width=64, depth=2, heads=4, context=64)
+    # 16, not 8: twice the tokens per step puts the best server below the byte trigram (1.964 vs
+    # 1.995 nats/byte, seed 0; at 8 it stayed 0.046 above), README "Knowledge exchange"
+    n.batch = 16
     n.tempo = 20
     n.registration_interval = 50
     n.immunity_period = 100
