@@ -109,7 +109,8 @@ def model_flops_per_block(cfg: network.NetworkConfig, num_devices: int = 1) -> d
   twins = (network.twin_models(cfg) >= 0).any()
   syncing = cfg.exchange in network.exchange.SYNCING
   windows = (cfg.test_bytes - 1) // L
-  padded = -(-windows // 64) * 64  # evaluation.evaluate's chunks of 64 windows
+  chunk = network.evaluation.chunk_for(M)  # evaluation.evaluate's chunks (as evaluate_phase)
+  padded = -(-windows // chunk) * chunk
   out = {"forward": fwd, "train_step": step, "train": M * cfg.local_steps * step,
          "query": V * K * (cfg.query_batch + cfg.probe_windows) * fwd,
          "extra": V * cfg.query_batch * (int(twins) + int(syncing)) * fwd,

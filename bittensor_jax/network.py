@@ -548,6 +548,11 @@ def _answering(behaviour_K):
   return jnp.where(behaviour_K == COPIER, HONEST, behaviour_K)
 
 
+def _noise_slots(cfg: NetworkConfig) -> tuple[int, ...]:
+  """The server slots that can hold a NOISE server (a slot only ever turns honest)."""
+  return tuple(int(k) for k in np.flatnonzero(cfg.server_behaviours() == NOISE))
+
+
 def _network_mix(sub: ledger.Subnet, mix_VxK: jax.Array, V: int) -> jax.Array:
   """The network's ensemble weights: the validators' mixtures weighted by their stake."""
   mix_K = (sub.stake_N[:V, None].astype(jnp.float32) * mix_VxK).sum(0)
@@ -671,8 +676,7 @@ def query_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key
   logits_KxVxB2xLxX = transformer.apply_all(
       server_params, asked_VxB2xL1[..., :-1].reshape(V * B2, L), mcfg).reshape(
           K, V, B2, L, -1)
-  reduce = functools.partial(scoring.answer_target_logprobs,
-                             noise_slots=tuple(np.flatnonzero(cfg.server_behaviours() == NOISE)))
+  reduce = functools.partial(scoring.answer_target_logprobs, noise_slots=_noise_slots(cfg))
   tlp_VxKxB2xL, answered_VxK = jax.vmap(reduce, in_axes=(1, 0, None, 0))(
       logits_KxVxB2xLxX, asked_VxB2xL1[..., 1:], _answering(state.behaviour_K),
       jax.random.split(k_noise, V))
@@ -867,8 +871,10 @@ def evaluate_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, 
   """Every `eval_every` blocks: every model and the network's ensemble on the test split."""
   def run(_):
     mix_K = _network_mix(state.subnet, state.mix_VxK, cfg.num_validators)
+    M = state.lr_scale_M.shape[0]
     return evaluation.evaluate(state.params, data_.test_windows_WxL1, state.behaviour_K, mix_K,
-                               key, model_cfg=cfg.model)
+                               key, model_cfg=cfg.model, chunk=evaluation.chunk_for(M),
+                               noise_slots=_noise_slots(cfg))
   due = block % cfg.eval_every == 0
   test = jax.lax.cond(due, run, lambda _: state.test, None)
   test_block = jnp.where(due, block, state.test_block).astype(jnp.int32)
