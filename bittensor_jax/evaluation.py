@@ -76,7 +76,7 @@ def chunk_for(num_models: int, budget: int = 512, largest: int = 64) -> int:
 
 def evaluate(params_M, windows_WxL1: jax.Array, behaviour_K: jax.Array, mix_K: jax.Array,
              key: jax.Array, *, model_cfg: transformer.ModelConfig, chunk: int = 64,
-             noise_slots: tuple[int, ...] | None = None) -> dict:
+             noise_slots: tuple[int, ...] | None = None, group: int = 0) -> dict:
   """Test-split metrics of every model and of the servers' ensemble (pure; jit it).
 
   Servers (models 0..K-1) are evaluated on what they answer (`scoring.answer_logprobs`: a NOISE
@@ -101,6 +101,7 @@ def evaluate(params_M, windows_WxL1: jax.Array, behaviour_K: jax.Array, mix_K: j
     chunk: windows per forward pass (memory: M * chunk * L * X floats).
     noise_slots: the static server indices that may be NOISE (None: every server); a server
       outside them answers with its model whatever its code (`scoring.answer_target_logprobs`).
+    group: run the models' forward passes `group` at a time (`transformer.apply_all`; 0: all).
 
   Returns:
     {"loss_M", "se_M", "acc_M"} (f32[M]; NaN for an offline server) and {"ensemble_loss",
@@ -125,7 +126,8 @@ def evaluate(params_M, windows_WxL1: jax.Array, behaviour_K: jax.Array, mix_K: j
   def one_chunk(_, xs):
     tokens_CxL1, index_C = xs
     inputs, targets_CxL = tokens_CxL1[:, :-1], tokens_CxL1[:, 1:]
-    logits_MxCxLxX = transformer.apply_all(params_M, inputs, model_cfg).astype(jnp.float32)
+    logits_MxCxLxX = transformer.apply_all(params_M, inputs, model_cfg, group).astype(
+        jnp.float32)
     # the servers' answers: their logits, or noise where a noise slot holds a NOISE server
     answer_KxCxLxX = logits_MxCxLxX[:K]
     if slots:

@@ -160,13 +160,32 @@ def answer_target_logprobs(logits_KxBxLxX: jax.Array, targets_BxL: jax.Array,
     (tlp_KxBxL f32: log p_k(target), answered_K bool). Unanswered servers hold -log X.
   """
   logits = logits_KxBxLxX.astype(jnp.float32)
-  num_servers, vocab = logits.shape[0], logits.shape[-1]
-  b_K = jnp.asarray(behaviour_K, jnp.int32)
   shifted, log_sum, sane_K, _ = reduce_answer(logits, targets_BxL)
+  return reduced_target_logprobs(shifted, log_sum, sane_K, targets_BxL, behaviour_K, key,
+                                 noise_slots, vocab=logits.shape[-1], noise_scale=noise_scale,
+                                 floor=floor)
+
+
+def reduced_target_logprobs(shifted_KxBxL: jax.Array, log_sum_KxBxL: jax.Array,
+                            sane_K: jax.Array, targets_BxL: jax.Array, behaviour_K: jax.Array,
+                            key: jax.Array, noise_slots: tuple[int, ...] | None = None, *,
+                            vocab: int = 256, noise_scale: float = 3.0, floor: float = 1e-6
+                            ) -> tuple[jax.Array, jax.Array]:
+  """`answer_target_logprobs` from `reduce_answer` of the servers' logits (its first three
+  outputs), so that a caller may reduce the logits a group of servers at a time and never hold
+  all of them; the NOISE answers of `noise_slots` are drawn and reduced here.
+
+  Returns:
+    (tlp_KxBxL f32, answered_K bool), as `answer_target_logprobs`.
+  """
+  num_servers = shifted_KxBxL.shape[0]
+  shifted, log_sum, sane_K = shifted_KxBxL, log_sum_KxBxL, sane_K
+  b_K = jnp.asarray(behaviour_K, jnp.int32)
   slots = tuple(range(num_servers)) if noise_slots is None else tuple(int(k) for k in noise_slots)
   if slots:
     idx = np.asarray(slots)
-    noise_SxBxLxX = noise_answers(key, idx, logits.shape[1:], noise_scale=noise_scale)
+    noise_SxBxLxX = noise_answers(key, idx, targets_BxL.shape + (vocab,),
+                                  noise_scale=noise_scale)
     n_shifted, n_log_sum, n_sane, _ = reduce_answer(noise_SxBxLxX, targets_BxL)
     is_noise_S = b_K[idx] == NOISE
     pick = lambda n, m: m.at[idx].set(  # noqa: E731
