@@ -3,7 +3,9 @@
 Measured in one process:
   presets   blocks/s and training tokens/s of the `smoke` and `small` presets (configs/default.py),
             one compiled `lax.scan` of `tempo` blocks per call (as `scripts/train.py` runs), min
-            and median over repetitions, and the compile time of the first call;
+            and median over repetitions, and the compile time of the first call; in the full
+            size a repetition runs `eval_every` blocks (whole calls), so that it holds the
+            test-split evaluation that the FLOP count spreads over `eval_every` blocks;
   flops     the achieved FLOP/s of each preset as a share of a large float32 matmul timed in the
             same process. The FLOPs of a block are its model arithmetic (`model_flops_per_block`:
             XLA's count of one model's forward pass and of one training step, times how many the
@@ -37,9 +39,10 @@ from bittensor_jax.neurons import transformer
 
 SIZES = {
     "full": dict(presets=("smoke", "small"), calls=3, servers=(6, 14, 30, 62), width=32,
-                 scale_blocks=20, repeats=3, matmul=1024, phases="small", phase_repeats=5),
+                 scale_blocks=20, repeats=3, matmul=1024, phases="small", phase_repeats=5,
+                 whole_evaluation=True),
     "tiny": dict(presets=("tiny",), calls=1, servers=(2,), width=8, scale_blocks=2,
-                 repeats=1, matmul=64, phases="tiny", phase_repeats=1),
+                 repeats=1, matmul=64, phases="tiny", phase_repeats=1, whole_evaluation=False),
 }
 
 
@@ -109,7 +112,8 @@ def model_flops_per_block(cfg: network.NetworkConfig, num_devices: int = 1) -> d
   twins = (network.twin_models(cfg) >= 0).any()
   syncing = cfg.exchange in network.exchange.SYNCING
   windows = (cfg.test_bytes - 1) // L
-  padded = -(-windows // 64) * 64  # evaluation.evaluate's chunks of 64 windows
+  chunk = network.evaluation.chunk_for(M)  # evaluation.evaluate's chunks (as evaluate_phase)
+  padded = -(-windows // chunk) * chunk
   out = {"forward": fwd, "train_step": step, "train": M * cfg.local_steps * step,
          "query": V * K * (cfg.query_batch + cfg.probe_windows) * fwd,
          "extra": V * cfg.query_batch * (int(twins) + int(syncing)) * fwd,
@@ -226,11 +230,14 @@ def run(size: str = "full", png: str | None = None) -> dict:
   for name in c["presets"]:
     cfg = preset_config(name)
     r = _Runner(cfg, cfg.tempo)
-    times = [_timed(r) for _ in range(c["calls"])]
+    # calls per repetition: with whole_evaluation, enough to span eval_every blocks
+    per = -(-cfg.eval_every // cfg.tempo) if c["whole_evaluation"] else 1
+    times = [sum(_timed(r) for _ in range(per)) for _ in range(c["calls"])]
     tokens = cfg.num_servers * cfg.local_steps * cfg.batch * cfg.seq_len
     res[f"{name}_compile_s"] = r.compile_s
-    res[f"{name}_blocks_per_s"] = cfg.tempo / min(times)
-    res[f"{name}_blocks_per_s_median"] = cfg.tempo / statistics.median(times)
+    res[f"{name}_blocks_per_repetition"] = per * cfg.tempo
+    res[f"{name}_blocks_per_s"] = per * cfg.tempo / min(times)
+    res[f"{name}_blocks_per_s_median"] = per * cfg.tempo / statistics.median(times)
     res[f"{name}_tokens_per_s"] = tokens * res[f"{name}_blocks_per_s"]
     res[f"{name}_model_flops_per_block"] = r.flops_per_block
     res[f"{name}_xla_call_flops"] = r.xla_call_flops

@@ -64,14 +64,31 @@ def _stats(per_window_W: jax.Array) -> tuple[jax.Array, jax.Array]:
   return mean, se.astype(mean.dtype)
 
 
+def chunk_for(num_models: int, budget: int = 512, largest: int = 64) -> int:
+  """Test windows per forward pass of `evaluate` for M models: the largest power of two up to
+  `largest` with M x chunk <= `budget` windows (at least 1), so the pass's logits hold at most
+  `budget` x L x X floats whatever the number of models (64 uids, M = 124: 4 windows)."""
+  chunk = largest
+  while chunk > 1 and num_models * chunk > budget:
+    chunk //= 2
+  return chunk
+
+
 def evaluate(params_M, windows_WxL1: jax.Array, behaviour_K: jax.Array, mix_K: jax.Array,
-             key: jax.Array, *, model_cfg: transformer.ModelConfig, chunk: int = 64) -> dict:
+             key: jax.Array, *, model_cfg: transformer.ModelConfig, chunk: int = 64,
+             noise_slots: tuple[int, ...] | None = None, group: int = 0) -> dict:
   """Test-split metrics of every model and of the servers' ensemble (pure; jit it).
 
   Servers (models 0..K-1) are evaluated on what they answer (`scoring.answer_logprobs`: a NOISE
   server answers noise, an OFFLINE server nothing, whose loss is NaN); the other models (twins,
   padding) on their own predictions. The ensemble is the mixture `mix_K` of the servers'
   answers, as the validators combine them.
+
+  Memory: each pass over `chunk` windows holds the M models' logits and reduces them at once
+  (target log-probs, argmax; the ensemble over the K servers' answers), so no log-softmax of the
+  M models is kept; pass `chunk_for(M)` to bound the pass whatever M is. The results do not
+  depend on `chunk` beyond float rounding: window w's NOISE answers are drawn from
+  `fold_in(key, w)` (`scoring.noise_answers`), not from a per-chunk key.
 
   Args:
     params_M: stacked models (leading axis M >= K).
@@ -82,36 +99,61 @@ def evaluate(params_M, windows_WxL1: jax.Array, behaviour_K: jax.Array, mix_K: j
     key: PRNG key for NOISE answers.
     model_cfg: the architecture (static).
     chunk: windows per forward pass (memory: M * chunk * L * X floats).
+    noise_slots: the static server indices that may be NOISE (None: every server); a server
+      outside them answers with its model whatever its code (`scoring.answer_target_logprobs`).
+    group: run the models' forward passes `group` at a time (`transformer.apply_all`; 0: all).
 
   Returns:
     {"loss_M", "se_M", "acc_M"} (f32[M]; NaN for an offline server) and {"ensemble_loss",
     "ensemble_se", "ensemble_acc"} (f32[]); losses in nats per byte.
+
+  Raises:
+    ValueError: `chunk` < 1.
   """
+  if chunk < 1:
+    raise ValueError(f"evaluation.chunk: must be >= 1, got {chunk}")
   K = behaviour_K.shape[0]  # pylint: disable=invalid-name
   W = windows_WxL1.shape[0]  # pylint: disable=invalid-name
   num_chunks = -(-W // chunk)
   pad = num_chunks * chunk - W
-  win = jnp.concatenate([windows_WxL1, windows_WxL1[:pad]]) if pad else windows_WxL1
+  win = jnp.concatenate([windows_WxL1, jnp.resize(windows_WxL1, (pad,) + windows_WxL1.shape[1:])]
+                        ) if pad else windows_WxL1
   win_NxCxL1 = win.reshape(num_chunks, chunk, -1)
+  index_NxC = jnp.arange(num_chunks * chunk).reshape(num_chunks, chunk)
   server_b = jnp.where(behaviour_K == scoring.COPIER, scoring.HONEST, behaviour_K)
+  slots = tuple(range(K)) if noise_slots is None else tuple(int(k) for k in noise_slots)
 
   def one_chunk(_, xs):
-    tokens_CxL1, k = xs
-    inputs, targets = tokens_CxL1[:, :-1], tokens_CxL1[:, 1:]
-    logits_MxCxLxX = transformer.apply_all(params_M, inputs, model_cfg).astype(jnp.float32)
-    lp_M = jax.nn.log_softmax(logits_MxCxLxX, axis=-1)
-    lp_K, answered_K = scoring.answer_logprobs(logits_MxCxLxX[:K], server_b, k)
-    lp_M = jnp.concatenate([lp_K, lp_M[K:]])
-    tlp_MxCxL = scoring.target_logprobs(lp_M, targets)
-    acc_MxCxL = lp_M.argmax(-1) == targets[None]
-    ens = scoring.ensemble_logprobs(lp_K, mix_K, answered_K)
-    ens_tlp = jnp.take_along_axis(ens, targets[..., None], -1)[..., 0]
+    tokens_CxL1, index_C = xs
+    inputs, targets_CxL = tokens_CxL1[:, :-1], tokens_CxL1[:, 1:]
+    logits_MxCxLxX = transformer.apply_all(params_M, inputs, model_cfg, group).astype(
+        jnp.float32)
+    # the servers' answers: their logits, or noise where a noise slot holds a NOISE server
+    answer_KxCxLxX = logits_MxCxLxX[:K]
+    if slots:
+      idx = np.asarray(slots)
+      noise_SxCxLxX = jnp.moveaxis(jax.vmap(lambda w: scoring.noise_answers(
+          jax.random.fold_in(key, w), idx, inputs.shape[1:] + logits_MxCxLxX.shape[-1:]))(
+              index_C), 0, 1)
+      is_noise_S = (server_b[idx] == scoring.NOISE)[:, None, None, None]
+      answer_KxCxLxX = answer_KxCxLxX.at[idx].set(
+          jnp.where(is_noise_S, noise_SxCxLxX, answer_KxCxLxX[idx]))
+    tlp_KxCxL, answered_K, lp_KxCxLxX = scoring.reduced_answers(answer_KxCxLxX, targets_CxL,
+                                                                server_b)
+    # the other models (twins, padding) on their own predictions: log_softmax at the targets
+    shifted, log_sum, _, _ = scoring.reduce_answer(logits_MxCxLxX[K:], targets_CxL)
+    tlp_MxCxL = jnp.concatenate([tlp_KxCxL, shifted - log_sum])
+    # argmax of the floored log-probs = argmax of the answer (uniform: byte 0)
+    pred_KxCxL = jnp.where(answered_K[:, None, None], answer_KxCxLxX.argmax(-1), 0)
+    pred_MxCxL = jnp.concatenate([pred_KxCxL, logits_MxCxLxX[K:].argmax(-1)])
+    acc_MxCxL = pred_MxCxL == targets_CxL[None]
+    ens = scoring.ensemble_logprobs(lp_KxCxLxX, mix_K, answered_K)
+    ens_tlp = jnp.take_along_axis(ens, targets_CxL[..., None], -1)[..., 0]
     return None, (-tlp_MxCxL.mean(-1), acc_MxCxL.mean(-1), -ens_tlp.mean(-1),
-                  (ens.argmax(-1) == targets).mean(-1), answered_K)
+                  (ens.argmax(-1) == targets_CxL).mean(-1), answered_K)
 
-  keys = jax.random.split(key, num_chunks)
   _, (loss_NxMxC, acc_NxMxC, ens_NxC, ens_acc_NxC, answered_NxK) = jax.lax.scan(
-      one_chunk, None, (win_NxCxL1, keys))
+      one_chunk, None, (win_NxCxL1, index_NxC))
   flat = lambda a: jnp.moveaxis(a, 1, 0).reshape(a.shape[1], -1)[:, :W]  # noqa: E731
   loss_M, se_M = _stats(flat(loss_NxMxC))
   acc_M = flat(acc_NxMxC).mean(-1)

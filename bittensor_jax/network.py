@@ -548,6 +548,32 @@ def _answering(behaviour_K):
   return jnp.where(behaviour_K == COPIER, HONEST, behaviour_K)
 
 
+# Models per vmapped group where every stacked model runs (training, the servers' answers): on
+# CPU the pass over M models runs as a `lax.map` over groups of this many, so each op's working
+# set is that of a group (in cache) whatever M is; one vmap over all M made 64 uids cost 18x
+# 8 uids in these phases for 10x the arithmetic (benchmarks/RESULTS.md). 0: one vmap.
+MODEL_GROUP = 4
+
+
+def _model_group() -> int:
+  """MODEL_GROUP on CPU; 0 (one vmap over every model) on accelerators, which want the batch."""
+  return MODEL_GROUP if jax.default_backend() == "cpu" else 0
+
+
+def _over_models(fn, xs):
+  """`jax.vmap(fn)(xs)` over the leading model axis of `xs`, `_model_group()` models at a time
+  (`lax.map(batch_size=)`): the same values per model, a smaller working set per op."""
+  group, n = _model_group(), jax.tree.leaves(xs)[0].shape[0]
+  if group <= 0 or n <= group:
+    return jax.vmap(fn)(xs)
+  return jax.lax.map(fn, xs, batch_size=group)
+
+
+def _noise_slots(cfg: NetworkConfig) -> tuple[int, ...]:
+  """The server slots that can hold a NOISE server (a slot only ever turns honest)."""
+  return tuple(int(k) for k in np.flatnonzero(cfg.server_behaviours() == NOISE))
+
+
 def _network_mix(sub: ledger.Subnet, mix_VxK: jax.Array, V: int) -> jax.Array:
   """The network's ensemble weights: the validators' mixtures weighted by their stake."""
   mix_K = (sub.stake_N[:V, None].astype(jnp.float32) * mix_VxK).sum(0)
@@ -615,10 +641,10 @@ def train_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key
   distill_M = jnp.where(jnp.arange(M) < K, cfg.distill_weight if distill else 0.0,
                         0.0).astype(jnp.float32)
   if cfg.local_steps > 0:
-    params, opt_state, tm = jax.vmap(
-        lambda p, o, t, n, k, s, w: train_one(p, o, t, n, k, lr_scale=s, distill_weight=w))(
-            state.params, state.opt_state, data_.server_tokens_MxT, data_.server_lengths_M,
-            keys_M, state.lr_scale_M, distill_M)
+    params, opt_state, tm = _over_models(
+        lambda a: train_one(*a[:5], lr_scale=a[5], distill_weight=a[6]),
+        (state.params, state.opt_state, data_.server_tokens_MxT, data_.server_lengths_M,
+         keys_M, state.lr_scale_M, distill_M))
     train_loss_M = tm["ce"].mean(-1)
   else:
     params, opt_state, train_loss_M = state.params, state.opt_state, jnp.zeros((M,))
@@ -667,14 +693,23 @@ def query_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, key
   B2, L = asked_VxB2xL1.shape[1], cfg.seq_len
   server_params = jax.tree.map(lambda p: p[:K], state.params)
   # every server answers all validators' windows in one batch; each answer is reduced at once
-  # to what scoring reads (target log-probs, answered), never kept as K x B x L x X log-probs
-  logits_KxVxB2xLxX = transformer.apply_all(
-      server_params, asked_VxB2xL1[..., :-1].reshape(V * B2, L), mcfg).reshape(
-          K, V, B2, L, -1)
-  reduce = functools.partial(scoring.answer_target_logprobs,
-                             noise_slots=tuple(np.flatnonzero(cfg.server_behaviours() == NOISE)))
-  tlp_VxKxB2xL, answered_VxK = jax.vmap(reduce, in_axes=(1, 0, None, 0))(
-      logits_KxVxB2xLxX, asked_VxB2xL1[..., 1:], _answering(state.behaviour_K),
+  # to what scoring reads (target log-probs, answered), never kept as K x B x L x X log-probs,
+  # a group of servers at a time (`_over_models`)
+  model = transformer.TransformerLM.from_config(mcfg)
+  inputs_VB2xL, targets_VxB2xL = asked_VxB2xL1[..., :-1].reshape(V * B2, L), asked_VxB2xL1[..., 1:]
+
+  def answer(params):
+    logits_VxB2xLxX = model.apply({"params": params}, inputs_VB2xL).astype(jnp.float32).reshape(
+        V, B2, L, -1)
+    shifted, log_sum, sane, _ = jax.vmap(lambda lg, t: scoring.reduce_answer(lg[None], t))(
+        logits_VxB2xLxX, targets_VxB2xL)
+    return shifted[:, 0], log_sum[:, 0], sane[:, 0]
+
+  shifted_KxVxB2xL, log_sum_KxVxB2xL, sane_KxV = _over_models(answer, server_params)
+  reduce = functools.partial(scoring.reduced_target_logprobs, noise_slots=_noise_slots(cfg),
+                             vocab=mcfg.vocab)
+  tlp_VxKxB2xL, answered_VxK = jax.vmap(reduce, in_axes=(1, 1, 1, 0, None, 0))(
+      shifted_KxVxB2xL, log_sum_KxVxB2xL, sane_KxV, targets_VxB2xL, _answering(state.behaviour_K),
       jax.random.split(k_noise, V))
   B = cfg.query_batch
   probe_VxKxP = tlp_VxKxB2xL[:, :, B:].reshape(V, K, -1)
@@ -867,8 +902,10 @@ def evaluate_phase(cfg: NetworkConfig, state: NetworkState, data_: NetworkData, 
   """Every `eval_every` blocks: every model and the network's ensemble on the test split."""
   def run(_):
     mix_K = _network_mix(state.subnet, state.mix_VxK, cfg.num_validators)
+    M = state.lr_scale_M.shape[0]
     return evaluation.evaluate(state.params, data_.test_windows_WxL1, state.behaviour_K, mix_K,
-                               key, model_cfg=cfg.model)
+                               key, model_cfg=cfg.model, chunk=evaluation.chunk_for(M),
+                               noise_slots=_noise_slots(cfg), group=_model_group())
   due = block % cfg.eval_every == 0
   test = jax.lax.cond(due, run, lambda _: state.test, None)
   test_block = jnp.where(due, block, state.test_block).astype(jnp.int32)

@@ -19,6 +19,20 @@ LOG_VOCAB = float(np.log(256.0))
 PENALTY = 2.0 * LOG_VOCAB  # loss of a server that did not answer (nats per byte)
 
 
+def noise_answers(key: jax.Array, slots_S, shape: tuple[int, ...], *,
+                  noise_scale: float = 3.0) -> jax.Array:
+  """The random logits a NOISE server answers with: f32[S, *shape], `noise_scale` standard
+  normals for each server in `slots_S`, server k's drawn from `jax.random.fold_in(key, k)`.
+
+  Each server's draw depends on its slot only, so drawing a subset of the servers (the ones that
+  can be NOISE) gives exactly the rows of drawing all of them, and no K x B x L x X noise tensor
+  is ever generated for servers that answer with their model.
+  """
+  slots_S = jnp.asarray(slots_S, jnp.int32)
+  return noise_scale * jax.vmap(
+      lambda k: jax.random.normal(jax.random.fold_in(key, k), shape, jnp.float32))(slots_S)
+
+
 def answer_logprobs(logits_KxBxLxX: jax.Array, behaviour_K: jax.Array, key: jax.Array,
                     prev_answers_KxBxLxX: jax.Array | None = None,
                     copy_target_K: jax.Array | None = None, *, noise_scale: float = 3.0,
@@ -28,7 +42,7 @@ def answer_logprobs(logits_KxBxLxX: jax.Array, behaviour_K: jax.Array, key: jax.
   Args:
     logits_KxBxLxX: every server's logits on the validator's query.
     behaviour_K: i32[K] codes HONEST / NOISE / OFFLINE / COPIER.
-    key: PRNG key for NOISE answers.
+    key: PRNG key for NOISE answers (`noise_answers`: server k's from fold_in(key, k)).
     prev_answers_KxBxLxX: logits or log-probs of the previous round (needed for COPIER).
     copy_target_K: i32[K] whose previous answer each COPIER replays (ignored for others).
     noise_scale: standard deviation of NOISE logits.
@@ -40,7 +54,7 @@ def answer_logprobs(logits_KxBxLxX: jax.Array, behaviour_K: jax.Array, key: jax.
   """
   logits = logits_KxBxLxX.astype(jnp.float32)
   num_servers, vocab = logits.shape[0], logits.shape[-1]
-  noise = noise_scale * jax.random.normal(key, logits.shape, jnp.float32)
+  noise = noise_answers(key, jnp.arange(num_servers), logits.shape[1:], noise_scale=noise_scale)
   b_K = jnp.asarray(behaviour_K, jnp.int32)
   bcast = lambda m_K: m_K.reshape((num_servers,) + (1,) * (logits.ndim - 1))  # noqa: E731
   answer = jnp.where(bcast(b_K == NOISE), noise, logits)
@@ -66,8 +80,9 @@ def answer_logprobs(logits_KxBxLxX: jax.Array, behaviour_K: jax.Array, key: jax.
   return logprobs, answered_K
 
 
-def _reduce_answer(answer_KxBxLxX: jax.Array, targets_BxL: jax.Array):
-  """One pass over raw answers: (shifted target logit, log sum exp of the shifted row, sane_K).
+def reduce_answer(answer_KxBxLxX: jax.Array, targets_BxL: jax.Array):
+  """One pass over raw answers: (shifted target logit, log sum exp of the shifted row, sane_K,
+  the row maximum: f32[K, B, L], f32[K, B, L], bool[K], f32[K, B, L]).
 
   `shifted` is x_target - max_x and `log_sum` is log sum_x exp(x - max_x), so that
   `shifted - log_sum` is `jax.nn.log_softmax(x)[target]` computed as log_softmax computes it.
@@ -83,7 +98,37 @@ def _reduce_answer(answer_KxBxLxX: jax.Array, targets_BxL: jax.Array):
   log_sum_KxBxL = jnp.log(jnp.sum(jnp.exp(x - safe_max[..., None]), axis=-1))
   idx = jnp.broadcast_to(targets_BxL[None, ..., None].astype(jnp.int32), x.shape[:-1] + (1,))
   shifted_KxBxL = jnp.take_along_axis(x, idx, axis=-1)[..., 0] - safe_max
-  return shifted_KxBxL, log_sum_KxBxL, sane_K
+  return shifted_KxBxL, log_sum_KxBxL, sane_K, safe_max
+
+
+def reduced_answers(answer_KxBxLxX: jax.Array, targets_BxL: jax.Array, behaviour_K: jax.Array,
+                    *, floor: float = 1e-6) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """`answer_logprobs` of answers whose NOISE rows are already drawn (no copier replay: a copier
+  answers with its own, copied, model), with its target log-probs from one reduction pass.
+
+  Args:
+    answer_KxBxLxX: every server's answer (its logits, or its noise).
+    targets_BxL: the query's next bytes.
+    behaviour_K: i32[K] answering codes; OFFLINE and COPIER do not answer.
+    floor: the uniform mixing of `answer_logprobs`.
+
+  Returns:
+    (tlp_KxBxL f32, answered_K bool, logprobs_KxBxLxX f32): the floored log-probs at the targets
+    and everywhere (under jit the last is computed only where it is used; -log X where the
+    server did not answer).
+  """
+  x = answer_KxBxLxX.astype(jnp.float32)
+  vocab = x.shape[-1]
+  b_K = jnp.asarray(behaviour_K, jnp.int32)
+  shifted, log_sum, sane_K, safe_max = reduce_answer(x, targets_BxL)
+  answered_K = (b_K != OFFLINE) & (b_K != COPIER) & sane_K
+  uniform = -jnp.log(jnp.float32(vocab))
+  floored = lambda lp: jnp.logaddexp(lp + jnp.float32(np.log1p(-floor)),  # noqa: E731
+                                     jnp.float32(np.log(floor / vocab)))
+  tlp_KxBxL = floored(jnp.where(answered_K[:, None, None], shifted - log_sum, uniform))
+  lp_KxBxLxX = floored(jnp.where(answered_K[:, None, None, None],
+                                 x - (safe_max + log_sum)[..., None], uniform))
+  return tlp_KxBxL, answered_K, lp_KxBxLxX
 
 
 def answer_target_logprobs(logits_KxBxLxX: jax.Array, targets_BxL: jax.Array,
@@ -95,10 +140,9 @@ def answer_target_logprobs(logits_KxBxLxX: jax.Array, targets_BxL: jax.Array,
   `answer_logprobs(logits, behaviour_K, key)` (no copier replay: a copier answers with its own,
   copied, model) and the answered flags, from one reduction pass over the raw logits.
 
-  The NOISE answers are the same draws as `answer_logprobs`'s (`noise_scale` times
-  `jax.random.normal(key, logits.shape)`), but only the rows of `noise_slots` are generated:
-  XLA fuses the (counter-based) draw into their reduction, so no B x L x X noise tensor of the
-  other servers is ever computed. Equal to the full path up to float reduction order
+  The NOISE answers are the same draws as `answer_logprobs`'s (`noise_answers`: server k's from
+  fold_in(key, k)), drawn only for the servers of `noise_slots`, so no B x L x X noise of the
+  other servers is ever generated. Equal to the full path up to float reduction order
   (`scoring_test.test_answer_target_logprobs_equal_the_full_answers`).
 
   Args:
@@ -116,15 +160,33 @@ def answer_target_logprobs(logits_KxBxLxX: jax.Array, targets_BxL: jax.Array,
     (tlp_KxBxL f32: log p_k(target), answered_K bool). Unanswered servers hold -log X.
   """
   logits = logits_KxBxLxX.astype(jnp.float32)
-  num_servers, vocab = logits.shape[0], logits.shape[-1]
+  shifted, log_sum, sane_K, _ = reduce_answer(logits, targets_BxL)
+  return reduced_target_logprobs(shifted, log_sum, sane_K, targets_BxL, behaviour_K, key,
+                                 noise_slots, vocab=logits.shape[-1], noise_scale=noise_scale,
+                                 floor=floor)
+
+
+def reduced_target_logprobs(shifted_KxBxL: jax.Array, log_sum_KxBxL: jax.Array,
+                            sane_K: jax.Array, targets_BxL: jax.Array, behaviour_K: jax.Array,
+                            key: jax.Array, noise_slots: tuple[int, ...] | None = None, *,
+                            vocab: int = 256, noise_scale: float = 3.0, floor: float = 1e-6
+                            ) -> tuple[jax.Array, jax.Array]:
+  """`answer_target_logprobs` from `reduce_answer` of the servers' logits (its first three
+  outputs), so that a caller may reduce the logits a group of servers at a time and never hold
+  all of them; the NOISE answers of `noise_slots` are drawn and reduced here.
+
+  Returns:
+    (tlp_KxBxL f32, answered_K bool), as `answer_target_logprobs`.
+  """
+  num_servers = shifted_KxBxL.shape[0]
+  shifted, log_sum, sane_K = shifted_KxBxL, log_sum_KxBxL, sane_K
   b_K = jnp.asarray(behaviour_K, jnp.int32)
-  shifted, log_sum, sane_K = _reduce_answer(logits, targets_BxL)
   slots = tuple(range(num_servers)) if noise_slots is None else tuple(int(k) for k in noise_slots)
   if slots:
     idx = np.asarray(slots)
-    noise = noise_scale * jax.random.normal(key, logits.shape, jnp.float32)
-    n_shifted, n_log_sum, n_sane = _reduce_answer(
-        jnp.stack([noise[k] for k in slots]), targets_BxL)
+    noise_SxBxLxX = noise_answers(key, idx, targets_BxL.shape + (vocab,),
+                                  noise_scale=noise_scale)
+    n_shifted, n_log_sum, n_sane, _ = reduce_answer(noise_SxBxLxX, targets_BxL)
     is_noise_S = b_K[idx] == NOISE
     pick = lambda n, m: m.at[idx].set(  # noqa: E731
         jnp.where(is_noise_S.reshape((-1,) + (1,) * (n.ndim - 1)), n, m[idx]))

@@ -290,3 +290,42 @@ def test_target_logprob_scorers_equal_the_full_ones(trained):
     assert np.isfinite(np.asarray(full)).all() and np.abs(np.asarray(full)).max() > 0, i
     np.testing.assert_allclose(np.asarray(reduced), np.asarray(full), rtol=1e-5, atol=1e-6,
                                err_msg=str(i))
+
+
+def test_noise_answers_are_drawn_per_slot_with_the_documented_distribution():
+  """NOISE answers (issue 10, third pass): server k's draw depends on its slot only (a subset of
+  the slots gives the same rows as all of them), and every draw is `noise_scale` times a
+  standard normal, independent across slots. Tolerances are 6 standard errors of the
+  statistic at this sample size."""
+  key, scale, shape = jax.random.key(3), 3.0, (4, 32, 256)
+  full = np.asarray(scoring.noise_answers(key, np.arange(6), shape, noise_scale=scale))
+  sub = np.asarray(scoring.noise_answers(key, np.asarray([1, 4]), shape, noise_scale=scale))
+  np.testing.assert_array_equal(sub, full[[1, 4]])
+  x = full.reshape(6, -1)
+  n = x.size
+  assert abs(x.mean()) < 6 * scale / np.sqrt(n)
+  assert abs(x.std() - scale) < 6 * scale / np.sqrt(2 * n)
+  inside = np.mean(np.abs(x) < scale)  # within one standard deviation: 68.27 %
+  p = 0.6826894921370859
+  assert abs(inside - p) < 6 * np.sqrt(p * (1 - p) / n)
+  corr = np.corrcoef(x)[np.triu_indices(6, 1)]  # slots are independent
+  assert np.abs(corr).max() < 6 / np.sqrt(x.shape[1])
+  # answer_logprobs answers a NOISE server with exactly its slot's draw
+  logits = jnp.zeros((6,) + shape, jnp.float32)
+  lp, _ = scoring.answer_logprobs(logits, jnp.full((6,), scoring.NOISE, jnp.int32), key,
+                                  noise_scale=scale, floor=0.0)
+  np.testing.assert_allclose(np.asarray(lp), np.asarray(jax.nn.log_softmax(full, -1)),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_reduced_answers_hold_no_noise_of_the_servers_that_cannot_be_noise():
+  """The reduced answers draw noise only for the noise slots: XLA's temporaries of the compiled
+  call (64 servers, one noise slot) stay under half of one K x B x L x X float32 tensor, the
+  size a full-shape draw would take (the draw of the full shape held four such tensors)."""
+  K, B, L, X = 64, 4, 32, 256
+  args = (jnp.zeros((K, B, L, X), jnp.float32), jnp.zeros((B, L), jnp.int32),
+          jnp.zeros((K,), jnp.int32), jax.random.key(0))
+  mem = jax.jit(scoring.answer_target_logprobs, static_argnums=4).lower(
+      *args, (5,)).compile().memory_analysis()
+  full_bytes = K * B * L * X * 4
+  assert mem.temp_size_in_bytes < full_bytes / 2, (mem.temp_size_in_bytes, full_bytes)

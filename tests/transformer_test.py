@@ -41,6 +41,17 @@ def test_apply_all_and_stacked_shapes(params_N):
   assert short.shape == (3, 2, 5, 256)
 
 
+def test_apply_all_in_groups_gives_the_same_logits():
+  """`group` (issue 10: models run a few at a time on CPU) changes the working set, not the
+  answer: 5 models in groups of 2 (a remainder of 1) and of 5 equal one vmap over all."""
+  params = transformer.init_stacked(jax.random.key(2), 5, CFG, seq_len=16)
+  q_BxL = _tokens((2, 16))
+  want = np.asarray(apply_all(params, q_BxL, CFG))
+  for group in (2, 5):
+    got = jax.jit(transformer.apply_all, static_argnums=(2, 3))(params, q_BxL, CFG, group)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5, err_msg=str(group))
+
+
 def test_causal(params_N):
   q_BxL = _tokens((2, 16))
   changed = q_BxL.at[:, 10].set((q_BxL[:, 10] + 1) % 256)
