@@ -131,7 +131,17 @@ def random_subnet(rng, *, yuma3, liquid, beta, block=100):
 
 
 def check_epoch(sub, emission, variant="current"):
-  new, out = yuma.epoch(sub, emission, variant=variant)
+  """One epoch against the rules, on the traced bond path (`yuma3`/`liquid_alpha` None) and on
+  the static one that `bond_paths` picks for this subnet (what `epoch_many` and the network's
+  block step pass): both must follow SPEC 1.9-1.11. Returns the traced path's (ledger, out)."""
+  yuma3, liquid = yuma.bond_paths(sub.hyper)
+  assert yuma3 is not None and liquid is not None
+  check_one_path(sub, emission, variant, yuma3=yuma3, liquid_alpha=liquid)
+  return check_one_path(sub, emission, variant)
+
+
+def check_one_path(sub, emission, variant, **bond_path):
+  new, out = yuma.epoch(sub, emission, variant=variant, **bond_path)
   bonds, has, D, server, validator, combined = spec_bonds_and_split(sub, out, emission, variant)
   np.testing.assert_allclose(np.asarray(out.dividends_N), D, rtol=0, atol=1e-12)
   # new bond rows to one u16 LSB: XLA may turn x / 65535 into x * (1 / 65535), and one ulp below
