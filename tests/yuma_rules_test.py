@@ -174,6 +174,18 @@ def test_bonds_and_split_follow_the_rules_over_two_epochs(yuma3, liquid, variant
     check_epoch(new.replace(block=new.block + 10), E + 12345, variant)
 
 
+@pytest.mark.parametrize("variant", ["yuma1_2023", "liquid_alpha_v1"])
+def test_historical_variants_stay_classic_with_yuma3_enabled(variant):
+  """SPEC 2.1 and 2.2 are the classic path of SPEC 1.10 whatever Yuma3On says: a subnet with
+  `yuma3_enabled` (and liquid alpha) gets classic bonds under these variants, on the traced and
+  the static bond path."""
+  rng = np.random.default_rng(23)
+  for k in range(3):
+    sub = random_subnet(rng, yuma3=True, liquid=True, beta=[0, U16, 30000][k])
+    new, _ = check_epoch(sub, E, variant)
+    check_epoch(new.replace(block=new.block + 10), E, variant)
+
+
 @pytest.mark.parametrize("case", ["no_weights", "all_inactive"])
 @pytest.mark.parametrize("yuma3", [False, True])
 def test_zero_incentive_pays_validators_by_stake(case, yuma3):
