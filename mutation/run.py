@@ -145,6 +145,10 @@ def run_module(name: str, work: pathlib.Path, equivalents: list[dict], keep: lis
   env = test_env(work)
   cr = [sys.executable, "-m", "cosmic_ray.cli"]
 
+  stale = [h["name"] for h in hand if h["module"] == module.stem and source.count(h["old"]) != 1]
+  if stale:  # checked before any test runs: found only after the cosmic-ray pass, it cost the run
+    raise SystemExit(f"hand mutants {stale}: `old` does not occur exactly once in "
+                     f"{cfg['module-path']} (mutation/hand_mutants.toml)")
   status, secs = ("passed", 0) if count_only else run_tests(cfg["test-command"], work,
                                                            cfg["timeout"])
   if status != "passed":

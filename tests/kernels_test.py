@@ -232,3 +232,48 @@ def test_weighted_median_col_on_the_i32f32_grid_equals_the_float_search(seed):
   got = np.asarray(grid(jnp.asarray(stake), jnp.asarray(W)))
   np.testing.assert_array_equal(got, np.asarray(bits(jnp.asarray(stake), jnp.asarray(W))))
   np.testing.assert_array_equal(got, reference_median_col(stake, W, kappa))
+
+
+ULP_ABOVE_0_3 = float(np.nextafter(0.3, 1.0))
+
+
+@pytest.mark.parametrize("stake,scores", [
+    # the column's smallest score holds more than m: the answer is that score, the lower end of
+    # the search (a positive score, so it is not the 0 every flushed bisection point lands on)
+    ([0.8, 0.2], [0.2, 0.7]),
+    # an exact 50/50 split with kappa = 1/2: F(0.2) = m exactly, which is not above m, so the
+    # higher weight wins (SPEC 1.7)
+    ([0.5, 0.5], [0.2, 0.7]),
+    # two participating scores one float apart, in one I32F32 cell; the lower one holds more than m
+    ([0.6, 0.4], [0.3, ULP_ABOVE_0_3]),
+    ([0.4, 0.6], [0.3, ULP_ABOVE_0_3]),
+    # scores 0, 1 - 2^-33 and 1: the cells of the unit interval span 2^32 + 1 keys, so the cell
+    # search needs all of its 33 halvings to tell the answer's cell 2^32 - 1 from the cell of 1
+    ([0.2, 0.6, 0.2], [0.0, 1 - 2.0**-33, 1.0]),
+])
+@pytest.mark.parametrize("unit_interval,dtype", [(False, np.float64), (False, np.float32),
+                                                 (True, np.float32),
+                                                 (True, np.float64)])
+def test_weighted_median_col_at_the_ends_of_the_search(stake, scores, unit_interval, dtype):
+  """SPEC 1.7: the smallest score whose support exceeds m = sum(sigma) - kappa, at the edges of
+  the bisection (the answer is the smallest score, a support equal to m, an answer one float from
+  another score, or in the top cell below 1), against the sort-and-cumsum oracle."""
+  stake = np.asarray(stake, dtype)
+  W = np.asarray(scores, dtype)[:, None]
+  kappa = 0.5
+  got = jax.jit(lambda s, w: K.weighted_median_col(s, w, kappa, unit_interval=unit_interval))(
+      jnp.asarray(stake), jnp.asarray(W))
+  want = reference_median_col(stake, W, dtype(kappa)).astype(dtype)
+  np.testing.assert_array_equal(np.asarray(got), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weighted_median_col_of_scores_beyond_the_unit_interval(dtype):
+  """SPEC 1.7 defines the median over any scores, and `weighted_median_col` without
+  `unit_interval` takes any (the chain vectors only hold scores in [0, 1]): the search must not
+  assume the unit interval there (its I32F32 cell search only covers keys below 2^33)."""
+  stake = np.asarray([0.3, 0.3, 0.4], dtype)
+  W = np.asarray([[5.0, 0.5], [100.0, 3.0], [1e6, 0.25]], dtype)
+  got = jax.jit(lambda s, w: K.weighted_median_col(s, w, 0.5))(jnp.asarray(stake), jnp.asarray(W))
+  np.testing.assert_array_equal(np.asarray(got),
+                                reference_median_col(stake, W, dtype(0.5)).astype(dtype))

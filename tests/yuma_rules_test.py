@@ -131,7 +131,17 @@ def random_subnet(rng, *, yuma3, liquid, beta, block=100):
 
 
 def check_epoch(sub, emission, variant="current"):
-  new, out = yuma.epoch(sub, emission, variant=variant)
+  """One epoch against the rules, on the traced bond path (`yuma3`/`liquid_alpha` None) and on
+  the static one that `bond_paths` picks for this subnet (what `epoch_many` and the network's
+  block step pass): both must follow SPEC 1.9-1.11. Returns the traced path's (ledger, out)."""
+  yuma3, liquid = yuma.bond_paths(sub.hyper)
+  assert yuma3 is not None and liquid is not None
+  check_one_path(sub, emission, variant, yuma3=yuma3, liquid_alpha=liquid)
+  return check_one_path(sub, emission, variant)
+
+
+def check_one_path(sub, emission, variant, **bond_path):
+  new, out = yuma.epoch(sub, emission, variant=variant, **bond_path)
   bonds, has, D, server, validator, combined = spec_bonds_and_split(sub, out, emission, variant)
   np.testing.assert_allclose(np.asarray(out.dividends_N), D, rtol=0, atol=1e-12)
   # new bond rows to one u16 LSB: XLA may turn x / 65535 into x * (1 / 65535), and one ulp below
@@ -162,6 +172,18 @@ def test_bonds_and_split_follow_the_rules_over_two_epochs(yuma3, liquid, variant
     new, _ = check_epoch(sub, E, variant)
     # the next epoch reads the bonds, bond presence and permits this one stored
     check_epoch(new.replace(block=new.block + 10), E + 12345, variant)
+
+
+@pytest.mark.parametrize("variant", ["yuma1_2023", "liquid_alpha_v1"])
+def test_historical_variants_stay_classic_with_yuma3_enabled(variant):
+  """SPEC 2.1 and 2.2 are the classic path of SPEC 1.10 whatever Yuma3On says: a subnet with
+  `yuma3_enabled` (and liquid alpha) gets classic bonds under these variants, on the traced and
+  the static bond path."""
+  rng = np.random.default_rng(23)
+  for k in range(3):
+    sub = random_subnet(rng, yuma3=True, liquid=True, beta=[0, U16, 30000][k])
+    new, _ = check_epoch(sub, E, variant)
+    check_epoch(new.replace(block=new.block + 10), E, variant)
 
 
 @pytest.mark.parametrize("case", ["no_weights", "all_inactive"])
