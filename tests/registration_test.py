@@ -176,3 +176,50 @@ def test_replacement_resets_what_spec_5_3_lists_and_nothing_else():
   np.testing.assert_array_equal(np.asarray(new.permit_N)[other], np.asarray(sub.permit_N)[other])
   np.testing.assert_array_equal(np.asarray(new.stake_N)[other], np.asarray(sub.stake_N)[other])
   assert int(new.n) == n
+
+
+def test_replacing_a_uid_frees_its_row_on_a_ledger_with_fewer_rows_than_uids():
+  """docs/chain.md §1.16 with §5.3: on a ledger of R < N rows, the replaced uid's row is emptied
+  and freed (row_uid_R -1, so another uid can take it); the other uids' rows keep their uid,
+  weights and bonds; a free row stays free. Uid 0 is the one replaced, the uid that free rows
+  alias when the row map is gathered (`commit_reveal.gather_uid_rows`)."""
+  from bittensor_jax import chain  # pylint: disable=import-outside-toplevel
+  hyper = ledger.Hyper.create(max_allowed_validators=4, immunity_period=0, min_non_immune_uids=0)
+  sub = ledger.subnet_from_neurons(np.full(CAP, 1e6), np.zeros(CAP, int), np.zeros(CAP, int),
+                                   np.arange(CAP) < 3, hyper=hyper, block=10, rows=3)
+  sub, r0 = chain.set_weights(sub, 0, [4, 5], [1, 2])
+  sub, r1 = chain.set_weights(sub, 1, [4], [7])
+  assert r0 is None and r1 is None
+  before = np.asarray(sub.row_uid_R)
+  assert sorted(before.tolist()) == [-1, 0, 1]
+  row0, row1 = int(np.flatnonzero(before == 0)[0]), int(np.flatnonzero(before == 1)[0])
+  sub = sub.replace(bonds_RxN=jnp.full(sub.bonds_RxN.shape, 5, jnp.int32),
+                    has_bond_RxN=jnp.asarray(before >= 0)[:, None] & jnp.ones(CAP, bool)[None],
+                    emission_N=jnp.asarray([0, 9, 9, 9, 9, 9], jnp.int64))
+  new, uid, replaced = registration.register(sub, 0.0)
+  assert int(uid) == 0 and bool(replaced)
+  after = np.asarray(new.row_uid_R)
+  want = before.copy()
+  want[row0] = -1
+  np.testing.assert_array_equal(after, want)  # uid 0's row freed, uid 1's kept, the free one free
+  for name in ("weights_RxN", "has_weight_RxN", "bonds_RxN", "has_bond_RxN"):
+    got, old = np.asarray(getattr(new, name)), np.asarray(getattr(sub, name))
+    assert not got[row0].any(), name
+    np.testing.assert_array_equal(got[row1], old[row1], err_msg=name)
+  # the freed row is taken by the next uid that sets weights
+  new, reason = chain.set_weights(new, 2, [4], [3])
+  assert reason is None and int(np.asarray(new.row_uid_R)[row0]) == 2
+
+
+@pytest.mark.parametrize("stake", [0.0, float(ledger.MAX_STAKE)])
+def test_register_accepts_a_stake_at_either_bound(stake):
+  """register's stake is checked on the host against the closed interval [0, MAX_STAKE]: both
+  ends are valid stakes (a zero-stake newcomer is the common case)."""
+  hyper = ledger.Hyper.create(immunity_period=0, min_non_immune_uids=0)
+  sub = ledger.subnet_from_neurons([1.0, 2.0], [0, 0], [0, 0], [True, False], capacity=CAP,
+                                   hyper=hyper, block=5)
+  new, uid, replaced = registration.register(sub, stake)
+  assert int(uid) == 2 and not bool(replaced)
+  assert float(new.stake_N[2]) == stake
+  with pytest.raises(ValueError, match="stake"):
+    registration.register(sub, np.nextafter(stake, -np.inf) if stake == 0 else stake * 2)
