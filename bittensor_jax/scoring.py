@@ -19,6 +19,11 @@ LOG_VOCAB = float(np.log(256.0))
 PENALTY = 2.0 * LOG_VOCAB  # loss of a server that did not answer (nats per byte)
 
 
+
+def _floor_logprob(floor: float, vocab: int) -> jax.Array:
+  """log(floor / X) as f32, the floor's share of each byte's probability; -inf for no floor."""
+  return jnp.float32(np.log(floor / vocab) if floor > 0 else -np.inf)
+
 def noise_answers(key: jax.Array, slots_S, shape: tuple[int, ...], *,
                   noise_scale: float = 3.0) -> jax.Array:
   """The random logits a NOISE server answers with: f32[S, *shape], `noise_scale` standard
@@ -76,7 +81,7 @@ def answer_logprobs(logits_KxBxLxX: jax.Array, behaviour_K: jax.Array, key: jax.
   logprobs = jax.nn.log_softmax(safe, axis=-1)
   # log((1 - floor) p + floor / X): finite even where p = 0.
   logprobs = jnp.logaddexp(logprobs + jnp.float32(np.log1p(-floor)),
-                           jnp.float32(np.log(floor / vocab)))
+                           _floor_logprob(floor, vocab))
   return logprobs, answered_K
 
 
@@ -124,7 +129,7 @@ def reduced_answers(answer_KxBxLxX: jax.Array, targets_BxL: jax.Array, behaviour
   answered_K = (b_K != OFFLINE) & (b_K != COPIER) & sane_K
   uniform = -jnp.log(jnp.float32(vocab))
   floored = lambda lp: jnp.logaddexp(lp + jnp.float32(np.log1p(-floor)),  # noqa: E731
-                                     jnp.float32(np.log(floor / vocab)))
+                                     _floor_logprob(floor, vocab))
   tlp_KxBxL = floored(jnp.where(answered_K[:, None, None], shifted - log_sum, uniform))
   lp_KxBxLxX = floored(jnp.where(answered_K[:, None, None, None],
                                  x - (safe_max + log_sum)[..., None], uniform))
@@ -197,7 +202,7 @@ def reduced_target_logprobs(shifted_KxBxL: jax.Array, log_sum_KxBxL: jax.Array,
   # jax.nn.log_softmax of the answer, or of zeros (uniform) where it did not count
   lp_KxBxL = jnp.where(answered_KxBxL, shifted - log_sum, -jnp.log(jnp.float32(vocab)))
   lp_KxBxL = jnp.logaddexp(lp_KxBxL + jnp.float32(np.log1p(-floor)),
-                           jnp.float32(np.log(floor / vocab)))
+                           _floor_logprob(floor, vocab))
   return lp_KxBxL, answered_K
 
 
