@@ -632,12 +632,13 @@ def _train(config, cfg: network.NetworkConfig, run: dict, net: network.Network,
       unit = "alpha" if cfg.economy not in ("none", "root") else "TAO"
       bar.set_postfix(epoch=epoch, loss=f"{row['ensemble_loss']:.3f}",
                       issuance=f"{issuance:.1f} {unit}", refresh=False)
-      if calls == 1:  # the first call compiled: time (and the ETA) from after it
+      bar.update(n)
+      if calls == 1:  # the first call compiled: time (and the ETA) from after it; counted first,
+        # so no redraw ever sees n below initial (a negative rate)
         compile_seconds = seconds
-        bar.initial, bar.start_t = bar.n + n, bar._time()  # pylint: disable=protected-access
+        bar.initial, bar.start_t = bar.n, bar._time()  # pylint: disable=protected-access
         logging.info("first call (compile + %d blocks): %.1f s; the ETA counts from here", n,
                      seconds)
-      bar.update(n)
       if epoch % run["log_every_epochs"] == 0 or block >= run["blocks"]:
         logging.info("epoch %d block %d: ensemble %.4f best %.4f isolated %.4f nats/byte, "
                      "issuance %.3f TAO, registrations %d", epoch, block, row["ensemble_loss"],
