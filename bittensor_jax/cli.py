@@ -9,12 +9,14 @@ honoured); `BTJ_COMPILE_CACHE=0` turns it off.
 
 A `ValueError` (our bad-input error, naming the field) or an `app.UsageError` raised by `main`
 prints one line, `<script>: error: <message>`, to stderr and exits with status 2, instead of a
-traceback (ValueError) or the whole flag listing (UsageError).
+traceback (ValueError) or the whole flag listing (UsageError); so do a malformed flag value and a
+`--config.X` override of a field the config does not have (absl alone: a traceback, status 1).
 """
+import ast
 import os
 import sys
 
-from absl import app
+from absl import app, flags
 
 from bittensor_jax import loop
 
@@ -45,4 +47,19 @@ def run(main) -> None:
       print(f"{prog}: error: {e}", file=sys.stderr)
       sys.exit(EXIT_BAD_INPUT)
 
-  app.run(wrapped)
+  def parse(argv):
+    # a malformed flag value (absl: flags.Error) or an override of a field the config does not
+    # have (ml_collections raises AttributeError / KeyError while parsing) is bad input too
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      print(f"{prog}: error: {e}", file=sys.stderr)
+    except (AttributeError, KeyError) as e:
+      msg = str(e.args[0] if e.args else e)
+      if msg[:1] in "'\"" and msg[-1:] == msg[:1]:  # ml_collections quotes its message
+        msg = ast.literal_eval(msg)
+      msg = msg.replace("\n", "; ")
+      print(f"{prog}: error: no such config field: {msg}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+  app.run(wrapped, flags_parser=parse)

@@ -630,18 +630,23 @@ def _train(config, cfg: network.NetworkConfig, run: dict, net: network.Network,
       issuance = int(row["total_issuance"]) / network.RAO
       # in a dtao economy the subnet's ledger counts the alpha emitted to it (docs/economy.md)
       unit = "alpha" if cfg.economy not in ("none", "root") else "TAO"
-      bar.set_postfix(epoch=epoch, loss=f"{row['ensemble_loss']:.3f}",
+      bar.set_postfix(epoch=epoch, query_loss=f"{row['ensemble_loss']:.3f}",
                       issuance=f"{issuance:.1f} {unit}", refresh=False)
-      bar.update(n)
-      if calls == 1:  # the first call compiled: time (and the ETA) from after it; counted first,
-        # so no redraw ever sees n below initial (a negative rate)
+      if calls == 1:  # the first call compiled: its blocks are counted without a redraw (which
+        # would show a rate and ETA that include the compile), then the rate starts after it
         compile_seconds = seconds
+        bar.n += n
         bar.initial, bar.start_t = bar.n, bar._time()  # pylint: disable=protected-access
+        bar.refresh()
         logging.info("first call (compile + %d blocks): %.1f s; the ETA counts from here", n,
                      seconds)
+      else:
+        bar.update(n)
       if epoch % run["log_every_epochs"] == 0 or block >= run["blocks"]:
-        logging.info("epoch %d block %d: ensemble %.4f best %.4f isolated %.4f nats/byte, "
-                     "issuance %.3f TAO, registrations %d", epoch, block, row["ensemble_loss"],
+        # the validators' query text of this epoch (summary.json: query_*), not the test split
+        logging.info("epoch %d block %d: on the query text, ensemble %.4f best %.4f first twin "
+                     "%.4f nats/byte, issuance %.3f TAO, registrations %d", epoch, block,
+                     row["ensemble_loss"],
                      row["best_server_loss"], row["isolated_server_loss"], issuance,
                      int(state.registrations))
     bar.close()

@@ -78,6 +78,9 @@ def test_export_csv_and_parquet(trained, env, tmp_path):
     (["--config.network.batch=0"], "network.batch: must be >= 1, got 0"),
     (["--config.network.kappa=1.5"], "network.kappa"),
     (["--data_dir=/no/such/folder"], "network.data_dir: '/no/such/folder' is not a folder"),
+    # absl and ml_collections fail these while parsing flags, before main (bittensor_jax/cli.py)
+    (["--config.network.num_servrs=3"], "no such config field: 'num_servrs'"),
+    (["--config.network.sync_every=abc"], "flag --config.network.sync_every=abc"),
 ])
 def test_train_bad_input_exits_2_without_a_workdir(args, message, env, tmp_path):
   proc = _run("train.py", f"--config={PRESET}", *FAST, *args, f"--workdir={tmp_path / 'run'}",
