@@ -19,10 +19,12 @@ LOG_VOCAB = float(np.log(256.0))
 PENALTY = 2.0 * LOG_VOCAB  # loss of a server that did not answer (nats per byte)
 
 
+def _floored(logprobs: jax.Array, floor: float, vocab: int) -> jax.Array:
+  """log((1 - floor) p + floor / X) from log p (f32, any shape): finite even where p = 0; with
+  no floor (0), log p itself."""
+  floor_lp = jnp.float32(np.log(floor / vocab) if floor > 0 else -np.inf)
+  return jnp.logaddexp(logprobs + jnp.float32(np.log1p(-floor)), floor_lp)
 
-def _floor_logprob(floor: float, vocab: int) -> jax.Array:
-  """log(floor / X) as f32, the floor's share of each byte's probability; -inf for no floor."""
-  return jnp.float32(np.log(floor / vocab) if floor > 0 else -np.inf)
 
 def noise_answers(key: jax.Array, slots_S, shape: tuple[int, ...], *,
                   noise_scale: float = 3.0) -> jax.Array:
@@ -79,9 +81,7 @@ def answer_logprobs(logits_KxBxLxX: jax.Array, behaviour_K: jax.Array, key: jax.
   answered_K = (b_K != OFFLINE) & copier_ok_K & sane_K
   safe = jnp.where(bcast(answered_K), answer, 0.0)
   logprobs = jax.nn.log_softmax(safe, axis=-1)
-  # log((1 - floor) p + floor / X): finite even where p = 0.
-  logprobs = jnp.logaddexp(logprobs + jnp.float32(np.log1p(-floor)),
-                           _floor_logprob(floor, vocab))
+  logprobs = _floored(logprobs, floor, vocab)
   return logprobs, answered_K
 
 
@@ -128,8 +128,7 @@ def reduced_answers(answer_KxBxLxX: jax.Array, targets_BxL: jax.Array, behaviour
   shifted, log_sum, sane_K, safe_max = reduce_answer(x, targets_BxL)
   answered_K = (b_K != OFFLINE) & (b_K != COPIER) & sane_K
   uniform = -jnp.log(jnp.float32(vocab))
-  floored = lambda lp: jnp.logaddexp(lp + jnp.float32(np.log1p(-floor)),  # noqa: E731
-                                     _floor_logprob(floor, vocab))
+  floored = lambda lp: _floored(lp, floor, vocab)  # noqa: E731
   tlp_KxBxL = floored(jnp.where(answered_K[:, None, None], shifted - log_sum, uniform))
   lp_KxBxLxX = floored(jnp.where(answered_K[:, None, None, None],
                                  x - (safe_max + log_sum)[..., None], uniform))
@@ -201,8 +200,7 @@ def reduced_target_logprobs(shifted_KxBxL: jax.Array, log_sum_KxBxL: jax.Array,
   answered_KxBxL = answered_K[:, None, None]
   # jax.nn.log_softmax of the answer, or of zeros (uniform) where it did not count
   lp_KxBxL = jnp.where(answered_KxBxL, shifted - log_sum, -jnp.log(jnp.float32(vocab)))
-  lp_KxBxL = jnp.logaddexp(lp_KxBxL + jnp.float32(np.log1p(-floor)),
-                           _floor_logprob(floor, vocab))
+  lp_KxBxL = _floored(lp_KxBxL, floor, vocab)
   return lp_KxBxL, answered_K
 
 
