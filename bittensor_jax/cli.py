@@ -5,7 +5,8 @@
 
 Repeat runs skip most of XLA's compile time: the persistent compilation cache is on, in
 `$JAX_COMPILATION_CACHE_DIR` when set, else `~/.cache/bittensor_jax/jax` (`$XDG_CACHE_HOME` is
-honoured); `BTJ_COMPILE_CACHE=0` turns it off.
+honoured); `BTJ_COMPILE_CACHE=0` turns it off. Every compile is kept, however short (JAX keeps
+only those over 1 s unless `JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS` says otherwise).
 
 A `ValueError` (our bad-input error, naming the field) or an `app.UsageError` raised by `main`
 prints one line, `<script>: error: <message>`, to stderr and exits with status 2, instead of a
@@ -31,6 +32,10 @@ def enable_compile_cache() -> str | None:
   path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
       os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bittensor_jax", "jax")
   jax.config.update("jax_compilation_cache_dir", path)
+  if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+    # keep every compile, not only those over JAX's 1 s default: a run's start-up (model init,
+    # the ledger) is a few hundred small eager ops of ~60 ms compile each, ~15 s per start
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   return path
 
 

@@ -614,7 +614,7 @@ def _train(config, cfg: network.NetworkConfig, run: dict, net: network.Network,
       before = (int(state.registrations), np.asarray(state.deregistered_5, np.int64))
       ckpts.wait()  # `run` donates the state: any save of it must have finished
       start = time.perf_counter()
-      state, metrics = net.run(net.shard(state), n)
+      state, metrics = net.run(net.shard(state), n, blocks_per_call=n)
       row = _epoch_row(cfg, state, metrics, before)  # pulls to host, so timing is honest
       seconds = time.perf_counter() - start
       if calls:

@@ -1045,11 +1045,28 @@ class Network:
       self._step = jax.jit(functools.partial(network_step, self.cfg))
     return self._step(state, self.data, key)
 
-  def run(self, state: NetworkState, num_blocks: int) -> tuple[NetworkState, dict]:
-    """Runs `num_blocks` blocks in one compiled call; metrics are stacked over blocks."""
+  def run(self, state: NetworkState, num_blocks: int,
+          blocks_per_call: int | None = None) -> tuple[NetworkState, dict]:
+    """Runs `num_blocks` blocks; metrics are stacked over blocks (leading axis `num_blocks`).
+
+    The blocks run as compiled calls (`run_blocks`, one `lax.scan`) of `blocks_per_call` blocks,
+    `tempo` by default, and a last shorter call for the remainder: runs of any length that are
+    multiples of it share one compiled program (one XLA compile, not one per length). The
+    values are those of one call of `num_blocks` blocks; `state` is donated.
+    """
+    per = int(blocks_per_call or self.cfg.tempo)
+    if per < 1 or num_blocks < 0:
+      raise ValueError(f"blocks_per_call: {per} and num_blocks: {num_blocks} must be >= 1 and "
+                       ">= 0")
     if self._run is None:
       # the state keeps its layout from call to call (model axis split, the rest replicated)
       self._run = jax.jit(functools.partial(run_blocks, self.cfg), static_argnums=2,
                           donate_argnums=0, out_shardings=(self.sharding(state), None))
-    state, metrics = self._run(state, self.data, num_blocks)
-    return state, metrics
+    chunks = [per] * (num_blocks // per) + ([num_blocks % per] if num_blocks % per else [])
+    parts = []
+    for n in chunks or [0]:
+      state, metrics = self._run(state, self.data, n)
+      parts.append(metrics)
+    if len(parts) == 1:
+      return state, parts[0]
+    return state, jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)

@@ -16,7 +16,7 @@ CFG = network.NetworkConfig(
                                                                    context=16),
     seq_len=16, batch=4, local_steps=1, query_batch=2, tempo=5, weights_rate=5,
     max_server_tokens=20_000, max_eval_tokens=5_000)
-BLOCKS = 12
+BLOCKS = 10  # two calls of tempo (5) blocks: one compiled program
 
 
 def free_port():

@@ -17,7 +17,7 @@ CFG = network.NetworkConfig(
     local_steps=1, query_batch=2, tempo=5, weights_rate=5, registration_interval=7,
     immunity_period=2, max_server_tokens=20_000, max_eval_tokens=5_000, twins="none",
     economy="price_burn", economy_subnets=4)
-BLOCKS = 8
+BLOCKS = 10  # two calls of tempo (5) blocks: one compiled program
 
 
 @pytest.fixture(scope="module")
