@@ -670,6 +670,13 @@ def _train(config, cfg: network.NetworkConfig, run: dict, net: network.Network,
   summary = summarize(cfg, state, row, hist, net.ngram_baseline())
   summary["blocks_per_second"] = timed_blocks / timed_seconds if timed_seconds else None
   summary["compile_seconds"] = compile_seconds or None
+  previous = workdir / "summary.json"
+  if calls == 0 and previous.is_file():  # a finished run summarized again: keep its timing
+    try:
+      old = json.loads(previous.read_text())
+      summary.update({k: old.get(k) for k in ("blocks_per_second", "compile_seconds")})
+    except (OSError, ValueError):
+      pass
   summary["epochs"] = epoch
   if main:
     _write_json(workdir / "summary.json", summary)

@@ -230,3 +230,17 @@ def test_describe_names_the_run_in_the_figures_title(smoke_run):
   assert f"exchange {cfg.exchange}, scoring {cfg.scoring}" in title
   assert title.endswith(f"width {cfg.model.width} depth {cfg.model.depth}, 80 blocks")
   assert loop.describe(workdir / "nowhere") == str(workdir / "nowhere")
+
+
+def test_summarizing_a_finished_run_again_keeps_its_timing(smoke_run, tmp_path):
+  """A second `train_and_evaluate` on a finished workdir runs no block; its summary keeps the
+  blocks/s and compile time of the run that did (they were written as null)."""
+  workdir = tmp_path / "again"
+  shutil.copytree(smoke_run[0], workdir)
+  first = json.loads((workdir / "summary.json").read_text())
+  assert first["blocks_per_second"] and first["compile_seconds"]
+  again = loop.train_and_evaluate(_config(), workdir)
+  for key in TIMING_KEYS:
+    assert again[key] == first[key], key
+  written = json.loads((workdir / "summary.json").read_text())
+  assert [written[k] for k in TIMING_KEYS] == [first[k] for k in TIMING_KEYS]
