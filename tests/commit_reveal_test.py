@@ -18,7 +18,7 @@ from bittensor_jax import chain, replay
 from bittensor_jax.chain import commit_reveal, ledger, registration, yuma
 from conftest import CHAIN_DATA
 
-X = 65535
+X = ledger.U16_MAX  # a full u16 weight
 CR_KEYS = ("commit_reveal_weights_enabled", "reveal_period_epochs")
 CR_FILES = sorted((CHAIN_DATA / "cr").glob("*.json"))
 SCENARIOS = sorted((CHAIN_DATA / "scenarios").glob("*.json"))
