@@ -1055,9 +1055,10 @@ class Network:
     values are those of one call of `num_blocks` blocks; `state` is donated.
     """
     per = int(blocks_per_call or self.cfg.tempo)
-    if per < 1 or num_blocks < 0:
-      raise ValueError(f"blocks_per_call: {per} and num_blocks: {num_blocks} must be >= 1 and "
-                       ">= 0")
+    if per < 1:
+      raise ValueError(f"blocks_per_call: must be >= 1, got {per}")
+    if num_blocks < 0:
+      raise ValueError(f"num_blocks: must be >= 0, got {num_blocks}")
     if self._run is None:
       # the state keeps its layout from call to call (model axis split, the rest replicated)
       self._run = jax.jit(functools.partial(run_blocks, self.cfg), static_argnums=2,

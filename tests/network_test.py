@@ -393,3 +393,11 @@ def test_a_run_donates_its_state_and_makes_no_host_transfers(micro_run):
       jnp.asarray(np.ones(3)) + 1
   assert jax.tree.leaves(state.params)[0].is_deleted()
   assert int(new.subnet.block) == 20
+
+
+@pytest.mark.parametrize("args,message", [((5, -2), "blocks_per_call: must be >= 1, got -2"),
+                                          ((-1,), "num_blocks: must be >= 0, got -1")])
+def test_run_names_a_bad_block_count_before_compiling(args, message):
+  net = network.Network(MICRO, network.make_mesh(jax.devices()[:1]))
+  with pytest.raises(ValueError, match=message):
+    net.run(net.init(), *args)
