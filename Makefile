@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) scripts/plot.py --workdir=runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile -q --durations=25 tests
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q --durations=25 tests
 
 replay: $(STAMP)
 	$(PY) -m bittensor_jax.replay --check --summary tests/testdata/chain/scenarios/*.json tests/testdata/chain/regressions/*.json tests/testdata/chain/cr/*.json > /dev/null

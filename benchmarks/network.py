@@ -125,9 +125,9 @@ def model_flops_per_block(cfg: network.NetworkConfig, num_devices: int = 1) -> d
 class _Runner:
   """One network and its compiled call of `blocks` blocks, with the call's XLA cost figures."""
 
-  def __init__(self, cfg: network.NetworkConfig, blocks: int):
+  def __init__(self, cfg: network.NetworkConfig, blocks: int, devices=None):
     self.cfg, self.blocks = cfg, blocks
-    self.net = network.Network(cfg)
+    self.net = network.Network(cfg, network.make_mesh(devices))
     self.state = self.net.init()
     # compiled as `Network.run` compiles it: state donated, its layout kept from call to call
     fn = jax.jit(lambda s, d: network.run_blocks(cfg, s, d, blocks), donate_argnums=0,
@@ -185,14 +185,14 @@ def _not_due_block(cfg: network.NetworkConfig) -> int:
   return next(b for b in range(2, 10**6) if all(b % p for p in periods))
 
 
-def phase_times(cfg: network.NetworkConfig, repeats: int = 5) -> dict:
+def phase_times(cfg: network.NetworkConfig, repeats: int = 5, devices=None) -> dict:
   """Each phase of `network_step` jitted alone on the initial state: seconds (min of `repeats`)
   at a block where it is not due and at one where it is, and its expected seconds per block.
 
   Jitted alone, a phase cannot fuse with its neighbours and pays one dispatch; the sum of the
   phases is therefore compared with the whole step jitted the same way (`step`).
   """
-  net = network.Network(cfg)
+  net = network.Network(cfg, network.make_mesh(devices))
   state, data_ = net.init(), net.data
   key = jax.random.key(1)
   quiet = _not_due_block(cfg)
@@ -222,14 +222,25 @@ def phase_times(cfg: network.NetworkConfig, repeats: int = 5) -> dict:
   return out
 
 
-def run(size: str = "full", png: str | None = None) -> dict:
-  """Runs the benchmark; returns a flat dict of results (and writes the PNG when `png`)."""
+def run(size: str = "full", png: str | None = None, devices: int = 0) -> dict:
+  """Runs the benchmark; returns a flat dict of results (and writes the PNG when `png`).
+
+  `devices` > 0 runs every network on the first `devices` devices (default: all of them)."""
   c = SIZES[size]
-  res = {"devices": jax.device_count(), "device_kind": jax.devices()[0].device_kind, "size": size}
+  devs = jax.devices()[:devices] if devices > 0 else jax.devices()
+  res = {"devices": len(devs), "device_kind": devs[0].device_kind, "size": size}
+  runners = {}  # (config, blocks) -> _Runner: an equal network compiles once (tiny: the preset
+  # is the scaling's one size)
+
+  def runner(cfg, blocks):
+    if (cfg, blocks) not in runners:
+      runners[cfg, blocks] = _Runner(cfg, blocks, devs)
+    return runners[cfg, blocks]
+
   res["matmul_flops_per_s"] = matmul_flops_per_s(c["matmul"])
   for name in c["presets"]:
     cfg = preset_config(name)
-    r = _Runner(cfg, cfg.tempo)
+    r = runner(cfg, cfg.tempo)
     # calls per repetition: with whole_evaluation, enough to span eval_every blocks
     per = -(-cfg.eval_every // cfg.tempo) if c["whole_evaluation"] else 1
     times = [sum(_timed(r) for _ in range(per)) for _ in range(c["calls"])]
@@ -244,7 +255,7 @@ def run(size: str = "full", png: str | None = None) -> dict:
     res[f"{name}_flops_per_s"] = r.flops_per_block * res[f"{name}_blocks_per_s"]
     res[f"{name}_flops_share_of_matmul"] = res[f"{name}_flops_per_s"] / res["matmul_flops_per_s"]
     res[f"{name}_peak_mib"] = r.peak_bytes / 2**20
-  phases = phase_times(preset_config(c["phases"]), c["phase_repeats"])
+  phases = phase_times(preset_config(c["phases"]), c["phase_repeats"], devs)
   total = sum(v["per_block_s"] for k, v in phases.items() if k != "step")
   res["phases_preset"] = c["phases"]
   res["phases"] = {k: dict(v, share=v["per_block_s"] / total) for k, v in phases.items()}
@@ -254,21 +265,20 @@ def run(size: str = "full", png: str | None = None) -> dict:
       num_validators=2, model=transformer.ModelConfig(width=c["width"], depth=1, heads=2 if c[
           "width"] >= 16 else 1, context=32 if size != "tiny" else 8),
       seq_len=32 if size != "tiny" else 8, tempo=10 if size != "tiny" else 2)
-  runners = {}
-  for k in c["servers"]:
-    runners[k] = _Runner(dataclasses.replace(base, num_servers=k), c["scale_blocks"])
-  times = {k: [] for k in runners}
+  scaling = {k: runner(dataclasses.replace(base, num_servers=k), c["scale_blocks"])
+             for k in c["servers"]}
+  times = {k: [] for k in scaling}
   for _ in range(c["repeats"]):
-    for k, r in runners.items():
+    for k, r in scaling.items():
       times[k].append(_timed(r))
-  uids = [runners[k].cfg.num_uids for k in runners]
-  step_ms = [min(times[k]) / c["scale_blocks"] * 1e3 for k in runners]
-  step_med = [statistics.median(times[k]) / c["scale_blocks"] * 1e3 for k in runners]
-  peak = [runners[k].peak_bytes / 2**20 for k in runners]
-  flops = [runners[k].flops_per_block for k in runners]
+  uids = [scaling[k].cfg.num_uids for k in scaling]
+  step_ms = [min(times[k]) / c["scale_blocks"] * 1e3 for k in scaling]
+  step_med = [statistics.median(times[k]) / c["scale_blocks"] * 1e3 for k in scaling]
+  peak = [scaling[k].peak_bytes / 2**20 for k in scaling]
+  flops = [scaling[k].flops_per_block for k in scaling]
   res.update(scaling_flops_per_block=flops, scaling_flops_ratio=flops[-1] / flops[0])
   res.update(scaling_uids=uids, scaling_step_ms=step_ms, scaling_step_ms_median=step_med,
-             scaling_peak_mib=peak, scaling_compile_s=[runners[k].compile_s for k in runners],
+             scaling_peak_mib=peak, scaling_compile_s=[scaling[k].compile_s for k in scaling],
              scaling_time_ratio=step_ms[-1] / step_ms[0],
              scaling_time_ratio_median=step_med[-1] / step_med[0])
   if png:

@@ -1,4 +1,4 @@
-"""Runs the benchmarks: `python -m benchmarks.run [--only NAME] [--size full|tiny] [--json]`.
+"""Runs the benchmarks: `python -m benchmarks.run [--only NAME] [--size S] [--json] [--devices N]`.
 
 NAME is `consensus` or `network` (default: both). Human-readable lines go to stdout, or, with
 --json, one JSON object per benchmark (the results dict, with `benchmark`, the load average and
@@ -25,12 +25,18 @@ def main(argv=None) -> int:
   p.add_argument("--json", action="store_true", help="one JSON object per benchmark on stdout")
   p.add_argument("--png", default="benchmarks/network_scaling.png",
                  help="where `network` writes its scaling chart ('' for none)")
+  p.add_argument("--devices", type=int, default=0,
+                 help="`network` runs on the first N devices (default 0: all of them)")
   p.add_argument("--cache_dir", default=os.path.expanduser("~/.cache/bittensor_jax/jax"),
                  help="JAX persistent compilation cache ('' to disable)")
   a = p.parse_args(argv)
+  if a.devices < 0:
+    p.error(f"--devices: must be >= 0, got {a.devices}")
 
   import jax  # pylint: disable=import-outside-toplevel
   jax.config.update("jax_enable_x64", True)
+  if a.devices > jax.device_count():
+    p.error(f"--devices: {a.devices} asked, {jax.device_count()} present")
   if a.cache_dir:
     jax.config.update("jax_compilation_cache_dir", a.cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -38,7 +44,7 @@ def main(argv=None) -> int:
   mods = {"consensus": consensus, "network": network}
   for name in a.only or BENCHMARKS:
     t = time.perf_counter()
-    kwargs = {"png": a.png or None} if name == "network" else {}
+    kwargs = {"png": a.png or None, "devices": a.devices} if name == "network" else {}
     res = mods[name].run(a.size, **kwargs)
     res.update(benchmark=name, wall_s=time.perf_counter() - t, load_average=os.getloadavg(),
                cpu_count=os.cpu_count())

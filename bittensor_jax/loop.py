@@ -42,7 +42,7 @@ import shutil
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import ml_collections
@@ -540,12 +540,15 @@ def _prepare_workdir(config, workdir: pathlib.Path) -> None:
   _write_json(path, new)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir,
+                       devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
   """Runs (or resumes) a network in `workdir` and returns the summary.
 
   Args:
     config: a ConfigDict like `configs/default.py` returns.
     workdir: the run directory (created if needed; resumed if it holds checkpoints).
+    devices: the devices the network is sharded over (default: all, `jax.devices()`). A run
+      resumes on as many devices as it started on: their count pads the model axis.
 
   Returns:
     The summary dict also written to `workdir/summary.json`.
@@ -561,7 +564,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict[str, 
   run = config_lib.run_settings(config)
   if cfg.data_dir is not None and not pathlib.Path(cfg.data_dir).is_dir():
     raise ValueError(f"network.data_dir: {cfg.data_dir!r} is not a folder")
-  net = network.Network(cfg)  # loads the data: its errors come before the workdir exists
+  # loads the data: its errors come before the workdir exists
+  net = network.Network(cfg, network.make_mesh(devices))
   main = distributed.is_main_process()  # with many processes, one writes the files
   created = not workdir.exists()
   with contextlib.ExitStack() as stack:

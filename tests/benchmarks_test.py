@@ -34,7 +34,10 @@ def test_consensus_reports_the_promised_keys(capsys):
 
 def test_network_reports_the_promised_keys_and_writes_the_chart(capsys, tmp_path):
   png = tmp_path / "scaling.png"
-  res = _run_json(capsys, "--only", "network", "--png", str(png))
+  # on one of conftest's 4 fake devices: sharded, the tiny network compiled and ran several times
+  # slower, and --devices is a flag to test anyway
+  res = _run_json(capsys, "--only", "network", "--png", str(png), "--devices", "1")
+  assert res["devices"] == 1
   for key in ("tiny_blocks_per_s", "tiny_tokens_per_s", "tiny_flops_share_of_matmul",
               "tiny_compile_s", "matmul_flops_per_s", "scaling_time_ratio"):
     assert math.isfinite(res[key]) and res[key] > 0, key
@@ -55,10 +58,14 @@ def test_network_reports_the_promised_keys_and_writes_the_chart(capsys, tmp_path
   assert res["tiny_flops_per_s"] == pytest.approx(flops["total"] * res["tiny_blocks_per_s"])
 
 
-def test_a_bad_flag_exits_2():
+@pytest.mark.parametrize("args, field", [(["--only", "nothing"], "--only"),
+                                         (["--devices", "-1"], "--devices"),
+                                         (["--devices", "5"], "--devices")])  # conftest: 4
+def test_a_bad_flag_exits_2(args, field, capsys):
   with pytest.raises(SystemExit) as e:
-    run.main(["--only", "nothing"])
+    run.main(args)
   assert e.value.code == 2
+  assert field in capsys.readouterr().err
 
 
 # baseline -> (its input from numpy_epoch.to_numpy, its epoch)

@@ -44,14 +44,28 @@ if _hyp_settings.get_current_profile_name() == "default":   # tests import this 
 
 
 
-# `make test` runs `pytest -n 2 --dist loadfile`: each test file stays on one worker, so a module's
-# shared fixture (a smoke run, a compiled network) is built once, not once per worker (with the
-# default `--dist load` both workers took tests of every module and both built its fixtures, at
-# the same moment, so neither found the other's compilation in the cache). The files that take
-# minutes go first, so the two workers end together instead of one finishing a long file alone.
-SLOW_FIRST = ("network_test", "loop_test", "scripts_test", "distributed_test", "readme_test",
-              "notebooks_test", "studies_test", "network_economy_test", "economy_study_test",
-              "economy_block_test", "differential_test", "evaluation_test", "exchange_test")
+# `make test` runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`: each test file stays on one
+# worker, so a module's shared fixture (a smoke run, a compiled network) is built once, not once per
+# worker (with the default `--dist load` both workers took tests of every module and both built its
+# fixtures, at the same moment, so neither found the other's compilation in the cache). The files
+# go out in this order, the ones that take minutes first (seconds on one run of the suite, two
+# workers, cold cache), so the two workers end together instead of one finishing a long file
+# alone. Without --no-loadscope-reorder, xdist hands out the files with the most tests first and
+# this order is lost. scripts_test goes before loop_test, readme_test and notebooks_test: their
+# one-device subprocesses run the smoke network that scripts_test compiles, and find it in the
+# persistent cache.
+SLOW_FIRST = ("network_test",          # 396 s
+              "scripts_test",          # 162
+              "studies_test",          # 174
+              "distributed_test",      # 122
+              "benchmarks_test",       # 122
+              "yuma_test",             # 114
+              "loop_test",             # 152 (before the smoke run was shared)
+              "evaluation_test",       # 88
+              "network_economy_test",  # 85
+              "readme_test", "notebooks_test", "weights_test", "rows_test", "scoring_test",
+              "replay_test", "economy_shares_test", "train_test", "kernels_test", "yuma_rules_test",
+              "differential_test", "economy_regimes_test", "transformer_test")
 
 
 def pytest_collection_modifyitems(items):

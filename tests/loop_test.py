@@ -1,9 +1,14 @@
 """Tests for bittensor_jax.loop: outputs of a run, bit-exact resume after SIGKILL, corrupt
 checkpoint fallback, config errors.
 
-One in-process run of the smoke network (80 blocks) is shared by the tests; the other runs are
-real `scripts/train.py` subprocesses with the same config, so they execute the same compiled
-program (a persistent compilation cache under the session's tmp dir saves their compiles).
+The runs are real `scripts/train.py` subprocesses of the smoke network (80 blocks) on one CPU
+device, as a laptop has; the in-process calls of `train_and_evaluate` resume or refuse their
+workdirs. Why subprocesses: the persistent compilation cache keys every program by the client's
+device count, so an in-process run on conftest's 4 fake devices can share no compile with a
+subprocess, while these runs share one with each other and with scripts_test.py's runs of the
+same network (ordered before this file in conftest.SLOW_FIRST). Sharded, on 4 fake devices, the
+smoke network compiled in 82 s instead of 59 s and ran 5x slower; sharding has its own tests in
+network_test.py and distributed_test.py.
 """
 import json
 import os
@@ -26,6 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PRESET = str(ROOT / "configs" / "default.py") + ":smoke"
 OVERRIDES = {"run.blocks": 80, "run.checkpoint_every_epochs": 2, "run.log_every_epochs": 4}
 TIMING_KEYS = ("blocks_per_second", "compile_seconds")  # wall-clock figures, not results
+ONE_DEVICE = jax.devices()[:1]
 
 
 def _config():
@@ -33,8 +39,7 @@ def _config():
 
 
 def _env(tmp_path_factory) -> dict:
-  env = dict(os.environ)
-  return env
+  return {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device
 
 
 def _train_cmd(workdir) -> list[str]:
@@ -56,8 +61,8 @@ def _assert_trees_equal(a, b):
 
 def _assert_runs_equal(dir_a, dir_b):
   cfg = config_lib.network_config(_config())
-  step_a, state_a, _ = loop.restore_latest(cfg, dir_a)
-  step_b, state_b, _ = loop.restore_latest(cfg, dir_b)
+  step_a, state_a, _ = loop.restore_latest(cfg, dir_a, num_devices=1)
+  step_b, state_b, _ = loop.restore_latest(cfg, dir_b, num_devices=1)
   assert step_a == step_b == 8
   _assert_trees_equal(state_a, state_b)
   sa = json.loads((pathlib.Path(dir_a) / "summary.json").read_text())
@@ -74,9 +79,11 @@ def _assert_runs_equal(dir_a, dir_b):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("smoke_run")
-  summary = loop.train_and_evaluate(_config(), workdir)
-  return workdir, summary
+  workdir = tmp_path_factory.mktemp("smoke_run") / "run"
+  done = subprocess.run(_train_cmd(workdir), cwd=ROOT, env=_env(tmp_path_factory),
+                        capture_output=True, text=True, timeout=900, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return workdir, json.loads((workdir / "summary.json").read_text())
 
 
 def test_smoke_run_writes_everything(smoke_run):
@@ -152,7 +159,7 @@ def test_bad_override_names_the_field(tmp_path):
   with c.unlocked():
     c.network.num_servers = 1
   with pytest.raises(ValueError, match="network.num_servers"):
-    loop.train_and_evaluate(c, tmp_path / "bad")
+    loop.train_and_evaluate(c, tmp_path / "bad", devices=ONE_DEVICE)
   assert not (tmp_path / "bad").exists()
   with pytest.raises(ValueError, match="network.model.width"):  # not a multiple of heads
     config_lib.network_config(config_lib.load_preset(PRESET, {"network.model.width": 33}))  # heads=2
@@ -166,7 +173,7 @@ def test_resume_with_a_different_config_is_refused(smoke_run):
   workdir, _ = smoke_run
   c = config_lib.load_preset(PRESET, {**OVERRIDES, "network.kappa": 40000})
   with pytest.raises(ValueError, match="network.kappa"):
-    loop.train_and_evaluate(c, workdir)
+    loop.train_and_evaluate(c, workdir, devices=ONE_DEVICE)
 
 
 def test_resume_with_a_history_shorter_than_the_checkpoints_is_refused(smoke_run, tmp_path):
@@ -176,19 +183,19 @@ def test_resume_with_a_history_shorter_than_the_checkpoints_is_refused(smoke_run
   # checkpoints at epochs 4, 6, 8; the history now claims only 3 epochs
   (workdir / "history" / "progress.json").write_text(json.dumps({"num_epochs": 3}))
   with pytest.raises(ValueError, match="history/ holds 3 epochs but the oldest kept checkpoint"):
-    loop.train_and_evaluate(_config(), workdir)
+    loop.train_and_evaluate(_config(), workdir, devices=ONE_DEVICE)
 
 
 def test_second_run_on_a_held_workdir_names_the_holder(smoke_run):
   with loop.WorkdirLock(smoke_run[0]):
     with pytest.raises(ValueError, match=f"in use by pid {os.getpid()} on"):
-      loop.train_and_evaluate(_config(), smoke_run[0])
+      loop.train_and_evaluate(_config(), smoke_run[0], devices=ONE_DEVICE)
 
 
 def test_failed_start_leaves_no_workdir(tmp_path):
   c = config_lib.load_preset(PRESET, {**OVERRIDES, "network.data_dir": str(tmp_path / "nope")})
   with pytest.raises(ValueError, match="network.data_dir"):
-    loop.train_and_evaluate(c, tmp_path / "run")
+    loop.train_and_evaluate(c, tmp_path / "run", devices=ONE_DEVICE)
   assert not (tmp_path / "run").exists()
 
 
@@ -198,6 +205,8 @@ def test_summary_has_per_validator_dividends_and_vtrust(smoke_run):
   assert [r["uid"] for r in rows] == [0, 1]
   assert sum(r["dividends"] for r in rows) == pytest.approx(1.0)
   assert all(0 <= r["vtrust"] <= 1 for r in rows)
+
+
 def test_read_history_adds_the_servers_losses(smoke_run):
   """loop.read_history: every field of the history, plus server_loss [E, K] = the quality
   (validation loss) columns of the uids whose last role is server, in uid order."""
@@ -239,8 +248,9 @@ def test_summarizing_a_finished_run_again_keeps_its_timing(smoke_run, tmp_path):
   shutil.copytree(smoke_run[0], workdir)
   first = json.loads((workdir / "summary.json").read_text())
   assert first["blocks_per_second"] and first["compile_seconds"]
-  again = loop.train_and_evaluate(_config(), workdir)
+  again = loop.train_and_evaluate(_config(), workdir, devices=ONE_DEVICE)
   for key in TIMING_KEYS:
     assert again[key] == first[key], key
   written = json.loads((workdir / "summary.json").read_text())
   assert [written[k] for k in TIMING_KEYS] == [first[k] for k in TIMING_KEYS]
+  assert json.loads(json.dumps(again)) == written == first  # what it returns is what it wrote
