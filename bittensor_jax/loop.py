@@ -547,8 +547,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir,
   Args:
     config: a ConfigDict like `configs/default.py` returns.
     workdir: the run directory (created if needed; resumed if it holds checkpoints).
-    devices: the devices the network is sharded over (default: all, `jax.devices()`). A run
-      resumes on as many devices as it started on: their count pads the model axis.
+    devices: the devices the network is sharded over (default: all, `jax.devices()`). Resume a
+      run on as many devices as it started on: their count pads the model axis, and nothing
+      checks it yet (on another count no checkpoint restores, and the run starts again).
 
   Returns:
     The summary dict also written to `workdir/summary.json`.
